@@ -1,0 +1,43 @@
+"""The only place where Numba decorators are configured.
+
+* ``cache=True`` everywhere: compiled code is written next to the sources (or under NUMBA_CACHE_DIR)
+  and reused by the next process.
+* fastmath without ``nnan``/``ninf``: reductions may be reassociated and vectorized, but NaN and inf
+  checks (``np.isnan``, the training loop's divergence check) keep working.
+* ``error_model="numpy"``: no Python-style ZeroDivisionError checks inside hot loops.
+* Nothing is compiled at import: signatures are inferred lazily on first call.
+"""
+import os
+
+import numba
+
+FASTMATH = frozenset({"nsz", "arcp", "contract", "reassoc"})
+
+_OPTIONS = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
+
+
+def njit(func=None, *, parallel=False, inline="never"):
+    """``numba.njit`` with the project's settings; ``parallel=True`` enables ``prange``."""
+    def wrap(f):
+        return numba.njit(parallel=parallel, inline=inline, **_OPTIONS)(f)
+    return wrap if func is None else wrap(func)
+
+
+def set_num_threads(n):
+    """Set the number of threads for parallel kernels (clamped to what Numba started with)."""
+    if n is None:
+        return numba.get_num_threads()
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    return n
+
+
+def get_num_threads():
+    return numba.get_num_threads()
+
+
+def cuda_simulator_enabled():
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"

@@ -1,0 +1,25 @@
+import os
+import pathlib
+import sys
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # so tests can `import reference`
+
+
+def _mnist_dir():
+    env = os.environ.get("EDGECNN_DATA_DIR")
+    if env:
+        return pathlib.Path(env)
+    shared = HERE.parent.parent / "shared" / "data" / "mnist"
+    return shared if shared.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """The folder holding the real MNIST IDX files (EDGECNN_DATA_DIR, else ../shared/data/mnist)."""
+    d = _mnist_dir()
+    if d is None or not (d / "t10k-images-idx3-ubyte.gz").exists() and not (d / "t10k-images-idx3-ubyte").exists():
+        pytest.skip("MNIST files not found: set EDGECNN_DATA_DIR to a folder holding the IDX files")
+    return d

@@ -1,0 +1,8 @@
+"""Plain float64 NumPy reference implementations, written from the definitions (loops or einsum).
+
+Independent of edgecnn's kernels: nothing here imports edgecnn.kernels. Each family has a module;
+this package re-exports them so tests can write ``from reference import conv2d_ref``.
+"""
+from .gradcheck import numeric_grad, max_rel_error  # noqa: F401
+
+# Families (one line each):

@@ -1,0 +1,43 @@
+"""The package contract: cheap import, console script, python -m, version."""
+import subprocess
+import sys
+import time
+
+import edgecnn
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_import_is_cheap():
+    code = ("import sys, edgecnn; "
+            "print(','.join(m for m in ('click', 'cv2', 'numba', 'edgecnn_cli') if m in sys.modules))")
+    r = _run("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"import edgecnn pulled in: {r.stdout.strip()}"
+
+
+def test_version_matches_package():
+    r = _run("-m", "edgecnn", "--version")
+    assert r.returncode == 0, r.stderr
+    assert edgecnn.__version__ in r.stdout
+
+
+def test_help_is_fast_and_lists_commands():
+    _run("-m", "edgecnn", "--help")  # warm the filesystem cache
+    start = time.perf_counter()
+    r = _run("-m", "edgecnn", "--help")
+    elapsed = time.perf_counter() - start
+    assert r.returncode == 0, r.stderr
+    assert "Usage:" in r.stdout
+    # Generous bound on a shared 2-core machine; the point is that --help imports no numba or cv2.
+    assert elapsed < 3.0, f"--help took {elapsed:.2f}s"
+    r = _run("-c", "import sys, edgecnn_cli.main; print('numba' in sys.modules, 'cv2' in sys.modules)")
+    assert r.stdout.split() == ["False", "False"], r.stdout + r.stderr
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import pytest
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        edgecnn.no_such_thing
