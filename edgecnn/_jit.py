@@ -41,3 +41,15 @@ def get_num_threads():
 
 def cuda_simulator_enabled():
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+
+
+def cuda_jit(func=None, *, device=False):
+    """``numba.cuda.jit`` with the project's settings (imports numba.cuda only when first used).
+
+    fastmath off: no flush-to-zero and IEEE division/sqrt, so GPU results stay within 1e-5 of the CPU
+    kernels; cache=True as for the CPU kernels; signatures inferred lazily at the first launch.
+    """
+    def wrap(f):
+        from numba import cuda
+        return cuda.jit(device=device, cache=not cuda_simulator_enabled(), fastmath=False)(f)
+    return wrap if func is None else wrap(func)

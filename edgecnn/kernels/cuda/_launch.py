@@ -1,0 +1,67 @@
+"""Launch configuration shared by every CUDA kernel: block sizes live here, and tests shrink them.
+
+* BLOCK: threads per block of 1-D launches (elementwise ops, pooling, one-thread-per-row kernels).
+* TILE: the side of the square thread block of the tiled GEMM-style kernels (dense, conv). Each block
+  stages two TILE x TILE float32 tiles in shared memory; the shared arrays are declared at the
+  compile-time maximum MAX_TILE (x MAX_TILE + 1 against bank conflicts) and a launch uses TILE of it,
+  so shrinking TILE in tests needs no recompilation.
+* REDUCE: threads per block of the block reductions (bias gradients, batch-norm statistics, loss sums);
+  a power of two <= MAX_REDUCE. The reduction order depends only on REDUCE and the array size, never
+  on timing, so results are deterministic.
+
+``configure(block=..., tile=..., reduce=...)`` sets them; ``shrunk()`` is a context manager for tests
+(tiny blocks, so tiny shapes still run the multi-block and multi-tile paths).
+"""
+import contextlib
+
+MAX_TILE = 16       # compile-time size of the shared GEMM tiles: 2 * 16 * 17 * 4 B = 2.2 KB per block
+MAX_REDUCE = 256    # compile-time size of the shared reduction buffer: 1 KB per block
+
+BLOCK = 256
+TILE = 16
+REDUCE = 256
+
+
+def configure(block=None, tile=None, reduce=None):
+    """Set block sizes (None keeps the current value); returns the previous (block, tile, reduce)."""
+    global BLOCK, TILE, REDUCE
+    prev = (BLOCK, TILE, REDUCE)
+    if block is not None:
+        if not 1 <= int(block) <= 1024:
+            raise ValueError(f"configure: block must be in [1, 1024], got {block}")
+        BLOCK = int(block)
+    if tile is not None:
+        if not 1 <= int(tile) <= MAX_TILE:
+            raise ValueError(f"configure: tile must be in [1, {MAX_TILE}], got {tile}")
+        TILE = int(tile)
+    if reduce is not None:
+        r = int(reduce)
+        if r < 1 or r > MAX_REDUCE or r & (r - 1):
+            raise ValueError(f"configure: reduce must be a power of two in [1, {MAX_REDUCE}], got {reduce}")
+        REDUCE = r
+    return prev
+
+
+@contextlib.contextmanager
+def shrunk(block=32, tile=4, reduce=8):
+    prev = configure(block, tile, reduce)
+    try:
+        yield
+    finally:
+        configure(*prev)
+
+
+def grid1d(n):
+    """(blocks, threads) covering n elements with one thread each."""
+    return (max(1, -(-int(n) // BLOCK)), BLOCK)
+
+
+def grid_tiles(rows, cols, depth=1):
+    """(grid, block) for a TILE x TILE GEMM: x over columns, y over rows, z over groups."""
+    t = TILE
+    return ((max(1, -(-int(cols) // t)), max(1, -(-int(rows) // t)), int(depth)), (t, t))
+
+
+def grid_reduce(count):
+    """(blocks, threads) with one block of REDUCE threads per reduced output."""
+    return (int(count), REDUCE)
