@@ -1,0 +1,256 @@
+"""conv2d / conv1d: forward and hand-written backward, float32, NCHW, OIHW weights.
+
+Convolution here is cross-correlation, as in every ML library; ``flip=True`` flips the kernel
+(true convolution). conv1d runs as conv2d with a height of 1.
+
+Two CPU implementations, chosen per shape by ``_choose_path``:
+* ``_conv_gemm``: per-chunk im2col that stays in L2 + OpenBLAS sgemm (channel-rich layers);
+* ``_conv_direct``: plain loops over disjoint outputs (single-channel first layers, depthwise and
+  other thin groups, tiny problems where GEMM set-up dominates).
+Both handle every setting; the tests run both against the float64 reference.
+"""
+import numpy as np
+
+from ._common import (as_int, as_tuple, check_array, check_out, check_shape, is_device_array,
+                      output_shape, resolve_padding)
+from . import _conv_direct, _conv_gemm
+
+__all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
+           "conv2d_output_shape", "conv2d_fwd_cpu", "conv2d_bwd_input_cpu", "conv2d_bwd_weight_cpu"]
+
+# Tests set this to "direct" or "gemm" to exercise one path on every configuration.
+_FORCE_PATH = None
+_NO_BIAS = np.zeros(1, np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: everything below runs before any compiled code.
+
+class _Conv:
+    """Resolved settings of one call (2-D; conv1d maps onto it with a height of 1)."""
+    __slots__ = ("stride", "pads", "dilation", "groups", "out_shape")  # out_shape: nd-dimensional
+
+
+def _settings(op, x_shape, w_shape, stride, padding, dilation, groups, nd):
+    """Validate shapes and settings for an nd-dimensional conv; return a 2-D _Conv."""
+    x_shape, w_shape = tuple(x_shape), tuple(w_shape)
+    stride = as_tuple(op, "stride", stride, nd, 1)
+    dilation = as_tuple(op, "dilation", dilation, nd, 1)
+    groups = as_int(op, "groups", groups, 1)
+    N, C = x_shape[0], x_shape[1]
+    K, Cg = w_shape[0], w_shape[1]
+    kernel = w_shape[2:]
+    if C % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the input channels: x shape {x_shape} "
+                         f"has {C} channels")
+    if K % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the output channels: w shape {w_shape} "
+                         f"has {K} output channels")
+    if Cg * groups != C:
+        raise ValueError(f"{op}: w shape {w_shape} expects {Cg * groups} input channels "
+                         f"({Cg} per group x groups={groups}), but x shape {x_shape} has {C}")
+    pads = resolve_padding(op, padding, kernel, dilation)
+    spatial = output_shape(op, x_shape[2:], kernel, stride, pads, dilation)
+    s = _Conv()
+    if nd == 1:
+        s.stride, s.dilation, s.pads = (1, stride[0]), (1, dilation[0]), ((0, 0), pads[0])
+    else:
+        s.stride, s.dilation, s.pads = stride, dilation, pads
+    s.groups = groups
+    s.out_shape = (N, K, *spatial)
+    return s
+
+
+def _check_flag(op, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _check_no_overlap(op, name, out, *inputs):
+    for a in inputs:
+        if isinstance(out, np.ndarray) and isinstance(a, np.ndarray) and np.may_share_memory(out, a):
+            raise ValueError(f"{op}: {name} (shape {tuple(out.shape)}) must not overlap an input "
+                             f"(shape {tuple(a.shape)})")
+
+
+def _check_inputs(op, nd, x, w, b=None, gy=None):
+    rank = nd + 2
+    if gy is not None:
+        check_array(op, "gy", gy, rank)
+    check_array(op, "x", x, rank)
+    check_array(op, "w", w, rank)
+    if b is not None:
+        check_array(op, "b", b, 1)
+        check_shape(op, "b", b, (w.shape[0],))
+    arrays = [a for a in (gy, x, w, b) if a is not None]
+    if len({is_device_array(a) for a in arrays}) > 1:
+        raise TypeError(f"{op}: x, w{', b' if b is not None else ''}{', gy' if gy is not None else ''} "
+                        f"must all be NumPy arrays or all CUDA device arrays")
+
+
+def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """(N, C_out, H_out, W_out) of conv2d_forward; raises ValueError when the output would be empty."""
+    op = "conv2d_output_shape"
+    for name, shp in (("x_shape", x_shape), ("w_shape", w_shape)):
+        if (not isinstance(shp, (tuple, list)) or len(shp) != 4
+                or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+                           for d in shp)):
+            raise ValueError(f"{op}: {name} must be 4 positive ints, got {shp!r}")
+    return _settings(op, x_shape, w_shape, stride, padding, dilation, groups, 2).out_shape
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU kernels: validated, 4-D, C-contiguous float32 arguments; settings resolved.
+
+def _choose_path(x_shape, w_shape, groups):
+    if _FORCE_PATH is not None:
+        return _FORCE_PATH
+    K, Cg, KH, KW = w_shape
+    # A GEMM needs a reasonably deep inner dimension and several filters per group to pay for
+    # writing the patches; otherwise the direct loops win.
+    if Cg * KH * KW < 32 or K // groups < 8:
+        return "direct"
+    return "gemm"
+
+
+def conv2d_fwd_cpu(x, w, b, stride, pads, dilation, groups, y):
+    """y = conv(x, w) + b (cross-correlation). pads = ((top, bottom), (left, right))."""
+    has_bias = b is not None
+    b = b if has_bias else _NO_BIAS
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl = pads[0][0], pads[1][0]
+    if _choose_path(x.shape, w.shape, groups) == "gemm":
+        _conv_gemm.gemm_fwd(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, y)
+    else:
+        _conv_direct.direct_fwd(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, y)
+
+
+def conv2d_bwd_input_cpu(gy, w, stride, pads, dilation, groups, gx):
+    """gx = d(sum(y * gy))/dx."""
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl = pads[0][0], pads[1][0]
+    _conv_direct.direct_bwd_input(gy, w, sh, sw, pt, pl, dh, dw, groups, gx)
+
+
+def conv2d_bwd_weight_cpu(gy, x, stride, pads, dilation, groups, gw):
+    """gw = d(sum(y * gy))/dw (overwritten)."""
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl = pads[0][0], pads[1][0]
+    _conv_direct.direct_bwd_weight(gy, x, sh, sw, pt, pl, dh, dw, groups, gw)
+
+
+def _bwd_cpu(gy, x, w, stride, pads, dilation, groups, need_gx, gx, gw, gb):
+    """Both gradients, sharing the patch matrix when the GEMM path runs."""
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl = pads[0][0], pads[1][0]
+    if _choose_path(x.shape, w.shape, groups) == "gemm":
+        _conv_gemm.gemm_bwd(gy, x, w, sh, sw, pt, pl, dh, dw, groups, need_gx, gx, gw)
+    else:
+        conv2d_bwd_weight_cpu(gy, x, stride, pads, dilation, groups, gw)
+        if need_gx:
+            conv2d_bwd_input_cpu(gy, w, stride, pads, dilation, groups, gx)
+    if gb is not None:
+        _conv_direct.bias_grad(gy, gb)
+
+
+def _as4d(a):
+    """(N, C, L) -> (N, C, 1, L) view: conv1d runs as conv2d with a height of 1."""
+    return a.reshape(a.shape[0], a.shape[1], 1, a.shape[2])
+
+
+def _flipped(w):
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Host entry points.
+
+def _forward(op, nd, x, w, b, stride, padding, dilation, groups, flip, out):
+    _check_inputs(op, nd, x, w, b)
+    s = _settings(op, x.shape, w.shape, stride, padding, dilation, groups, nd)
+    flip = _check_flag(op, "flip", flip)
+    out = check_out(op, "out", out, s.out_shape, like=x)
+    if is_device_array(x):
+        return _cuda(op).conv2d_forward_device(x, w, b, s, flip, out)
+    _check_no_overlap(op, "out", out, x, w, *(() if b is None else (b,)))
+    x4, w4, y4 = (x, w, out) if nd == 2 else (_as4d(x), _as4d(w), _as4d(out))
+    if flip:
+        w4 = _flipped(w4)
+    conv2d_fwd_cpu(x4, w4, b, s.stride, s.pads, s.dilation, s.groups, y4)
+    return out
+
+
+def _backward(op, nd, gy, x, w, stride, padding, dilation, groups, flip, need_input_grad,
+              need_bias_grad, gx, gw, gb):
+    _check_inputs(op, nd, x, w, gy=gy)
+    s = _settings(op, x.shape, w.shape, stride, padding, dilation, groups, nd)
+    flip = _check_flag(op, "flip", flip)
+    need_gx = _check_flag(op, "need_input_grad", need_input_grad)
+    need_gb = _check_flag(op, "need_bias_grad", need_bias_grad)
+    check_shape(op, "gy", gy, s.out_shape)
+    gx = check_out(op, "gx", gx, x.shape, like=x) if need_gx else None
+    gw = check_out(op, "gw", gw, w.shape, like=x)
+    gb = check_out(op, "gb", gb, (w.shape[0],), like=x) if need_gb else None
+    if is_device_array(x):
+        return _cuda(op).conv2d_backward_device(gy, x, w, s, flip, gx, gw, gb)
+    outs = [(n, a) for n, a in (("gx", gx), ("gw", gw), ("gb", gb)) if a is not None]
+    for name, a in outs:
+        _check_no_overlap(op, name, a, gy, x, w, *(o for m, o in outs if m != name))
+    if nd == 1:
+        gy4, x4, w4, gw4 = _as4d(gy), _as4d(x), _as4d(w), _as4d(gw)
+        gx4 = None if gx is None else _as4d(gx)
+    else:
+        gy4, x4, w4, gx4, gw4 = gy, x, w, gx, gw
+    if flip:
+        w4 = _flipped(w4)
+        gw_f = np.empty_like(gw4)
+        _bwd_cpu(gy4, x4, w4, s.stride, s.pads, s.dilation, s.groups, need_gx, gx4, gw_f, gb)
+        gw4[...] = gw_f[:, :, ::-1, ::-1]
+    else:
+        _bwd_cpu(gy4, x4, w4, s.stride, s.pads, s.dilation, s.groups, need_gx, gx4, gw4, gb)
+    return gx, gw, gb
+
+
+def _cuda(op):
+    try:
+        from .cuda import conv as cuda_conv
+    except ImportError as e:
+        raise NotImplementedError(f"{op}: CUDA conv kernels are not available ({e})") from None
+    return cuda_conv
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, flip=False, out=None):
+    """y (N, C_out, H_out, W_out) = conv2d of x (N, C, H, W) with w (C_out, C/groups, kH, kW) + b.
+
+    stride, dilation: int or pair; padding: int, pair, "valid", "same" or "full";
+    flip=True flips the kernel (true convolution). ``out`` is an optional preallocated result.
+    """
+    return _forward("conv2d_forward", 2, x, w, b, stride, padding, dilation, groups, flip, out)
+
+
+def conv2d_backward(gy, x, w, stride=1, padding=0, dilation=1, groups=1, flip=False,
+                    need_input_grad=True, need_bias_grad=True, gx=None, gw=None, gb=None):
+    """(gx, gw, gb) for y = conv2d_forward(x, w, b, ...) given gy = dL/dy.
+
+    gx is None when need_input_grad=False, gb None when need_bias_grad=False. gw and gb are
+    overwritten, not accumulated.
+    """
+    return _backward("conv2d_backward", 2, gy, x, w, stride, padding, dilation, groups, flip,
+                     need_input_grad, need_bias_grad, gx, gw, gb)
+
+
+def conv1d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, flip=False, out=None):
+    """y (N, C_out, L_out) = conv1d of x (N, C, L) with w (C_out, C/groups, k) + b."""
+    return _forward("conv1d_forward", 1, x, w, b, stride, padding, dilation, groups, flip, out)
+
+
+def conv1d_backward(gy, x, w, stride=1, padding=0, dilation=1, groups=1, flip=False,
+                    need_input_grad=True, need_bias_grad=True, gx=None, gw=None, gb=None):
+    """(gx, gw, gb) for y = conv1d_forward(x, w, b, ...); same keywords as conv2d_backward."""
+    return _backward("conv1d_backward", 1, gy, x, w, stride, padding, dilation, groups, flip,
+                     need_input_grad, need_bias_grad, gx, gw, gb)
