@@ -7,4 +7,5 @@ allocate (or take preallocated outputs) and dispatch on the array type. Importin
 from ._common import conv_output_size, resolve_padding  # noqa: F401
 
 # Op families (one line each):
+from .conv import *  # noqa: F401,F403
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward, global_avg_pool2d_forward, l2_pool2d_backward, l2_pool2d_forward, max_pool2d_backward, max_pool2d_forward, pool2d_output_shape)  # noqa: F401,E501

@@ -6,4 +6,5 @@ this package re-exports them so tests can write ``from reference import conv2d_r
 from .gradcheck import numeric_grad, max_rel_error  # noqa: F401
 
 # Families (one line each):
+from .conv import conv1d_backward_ref, conv1d_ref, conv2d_backward_ref, conv2d_ref  # noqa: F401
 from .pool import (avg_pool2d_bwd_ref, avg_pool2d_ref, global_avg_pool2d_bwd_ref, global_avg_pool2d_ref, l2_pool2d_bwd_ref, l2_pool2d_ref, max_pool2d_bwd_ref, max_pool2d_ref)  # noqa: F401,E501
