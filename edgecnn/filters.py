@@ -1,0 +1,553 @@
+"""Classic image filters of the course material, on edgecnn's own Numba kernels, equal to OpenCV.
+
+    from edgecnn import filters
+    filters.names()                                  # every filter by name
+    k = filters.kernel("sobel_x")                    # float32 2-D kernel (cross-correlation)
+    y = filters.apply(frame, "gaussian", ksize=5, sigma=1.2, border="replicate")
+    chain = filters.FilterChain(["gray", ("gaussian", {"ksize": 5}), "sobel_x"])
+    y = chain.apply(bgr_frame); cfg = chain.to_config(); w = chain.as_conv_kernels()
+
+Images are (H, W) or (H, W, C) uint8 or float32 arrays (C-contiguous). Outputs follow OpenCV's
+``ddepth=-1``: uint8 in -> uint8 out with OpenCV's rounding and saturation (negative edge responses
+clip to 0), float32 in -> float32 out. Kernels are cross-correlations anchored at (kh // 2, kw // 2),
+like cv2.filter2D. Sizes are (height, width), NumPy order (OpenCV's ``ksize`` is (width, height)).
+Exceptions: "gradient_orientation" always returns float32 radians in [0, 2*pi) (like cv2.phase) and
+"gray" returns one channel (like cv2.cvtColor BGR2GRAY).
+"""
+import json
+import math
+import numbers
+
+import numpy as np
+
+from .kernels._common import as_int, check_array, check_out
+
+BORDERS = {"reflect101": 0, "reflect_101": 0, "default": 0, "constant": 1, "replicate": 2}
+
+_INT_KERNELS = {  # 2-D integer kernels that are not separable
+    "laplacian4": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
+    "laplacian8": [[1, 1, 1], [1, -8, 1], [1, 1, 1]],
+    "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
+}
+_SEP_KERNELS = {  # separable integer kernels as (column kernel ky, row kernel kx)
+    "vertical_edge": ([1, 1, 1], [1, 0, -1]),
+    "horizontal_edge": ([1, 0, -1], [1, 1, 1]),
+    "diagonal_edge": ([1, 0, -1], [1, 0, -1]),
+    "scharr_x": ([3, 10, 3], [-1, 0, 1]),
+    "scharr_y": ([-1, 0, 1], [3, 10, 3]),
+}
+_ALIASES = {"laplacian": "laplacian4", "sobel": "sobel_x", "scharr": "scharr_x", "blur": "box",
+            "gaussian_blur": "gaussian", "magnitude": "gradient_magnitude",
+            "orientation": "gradient_orientation", "custom": "kernel", "grey": "gray"}
+_PARAMS = {  # name -> allowed parameters with defaults
+    "sobel_x": {"ksize": 3}, "sobel_y": {"ksize": 3},
+    "box": {"ksize": 3},
+    "gaussian": {"ksize": 3, "sigma": 0.0},
+    "gradient_magnitude": {"operator": "sobel"}, "gradient_orientation": {"operator": "sobel"},
+    "kernel": {"kernel": None},
+}
+_NONLINEAR = {"gradient_magnitude", "gradient_orientation"}
+
+
+def names():
+    """Every filter name accepted by apply() and kernel() (aliases excluded)."""
+    return sorted(set(_INT_KERNELS) | set(_SEP_KERNELS) | set(_PARAMS) | {"gray"})
+
+
+# ------------------------------------------------------------------------------------ kernels
+def _canonical(op, name):
+    if not isinstance(name, str):
+        raise TypeError(f"{op}: filter must be a name or a 2-D kernel array, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in names():
+        raise ValueError(f"{op}: unknown filter {name!r}; known filters: {', '.join(names())}")
+    return key
+
+
+def _params(op, name, params):
+    allowed = _PARAMS.get(name, {})
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        want = ", ".join(allowed) if allowed else "none"
+        raise ValueError(f"{op}: unknown parameter(s) {', '.join(unknown)} for filter {name!r} "
+                         f"(accepted: {want})")
+    return {**allowed, **params}
+
+
+def _pair(op, name, value, minimum):
+    """int or (height, width) of ints >= minimum."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or (height, width), got {value!r}")
+        return tuple(as_int(op, name, v, minimum) for v in value)
+    v = as_int(op, name, value, minimum)
+    return (v, v)
+
+
+def _sigma_pair(op, value):
+    vals = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(vals) != 2:
+        raise ValueError(f"{op}: sigma must be a number or (sigma_y, sigma_x), got {value!r}")
+    out = []
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise TypeError(f"{op}: sigma must be a finite number or a pair, got {value!r}")
+        out.append(max(float(v), 0.0))
+    return tuple(out)
+
+
+def _deriv_kernel(ksize, order):
+    """cv2.getDerivKernels' 1-D kernel: binomial smoothing with ``order`` differences."""
+    if ksize == 1 and order == 0:
+        return [1]
+    if ksize == 1:
+        ksize = 3
+    if ksize == 3:
+        return [[1, 2, 1], [-1, 0, 1], [1, -2, 1]][order]
+    k = np.array([1], np.int64)
+    for _ in range(ksize - 1 - order):
+        k = np.convolve(k, [1, 1])
+    for _ in range(order):
+        k = np.convolve(k, [-1, 1])
+    return [int(v) for v in k]
+
+
+def _sobel(op, name, ksize):
+    ksize = as_int(op, "ksize", ksize, 1)
+    if ksize not in (1, 3, 5, 7):
+        raise ValueError(f"{op}: ksize for {name} must be 1, 3, 5 or 7, got {ksize}")
+    if name == "sobel_x":
+        return _deriv_kernel(ksize if ksize > 1 else 1, 0), _deriv_kernel(ksize, 1)
+    return _deriv_kernel(ksize, 1), _deriv_kernel(ksize if ksize > 1 else 1, 0)
+
+
+def gaussian_kernel_1d(n, sigma):
+    """cv2.getGaussianKernel(n, sigma) in float64, from OpenCV's bit-exact construction."""
+    if sigma <= 0:
+        tab = {1: [1.0], 3: [0.25, 0.5, 0.25], 5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
+               7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
+               9: [v / 256 for v in (4, 13, 30, 51, 60, 51, 30, 13, 4)]}
+        if n in tab:
+            return list(tab[n])
+    sig = sigma if sigma > 0 else n * 0.15 + 0.35
+    scale2 = -0.125 / (sig * sig)
+    half = (n - 1) // 2
+    vals = [math.exp(float(x * x) * scale2) for x in range(1 - n, 1 - n + 2 * half, 2)]
+    total = 2 * sum(vals) + 1.0 + (1.0 if n % 2 == 0 else 0.0)
+    inv = 1.0 / total
+    res = [0.0] * n
+    for i, v in enumerate(vals):
+        res[i] = res[n - 1 - i] = v * inv
+    res[half] = inv
+    if n % 2 == 0:
+        res[half + 1] = inv
+    return res
+
+
+def gaussian_kernel_q8(n, sigma):
+    """GaussianBlur's uint8 fixed-point kernel: Q8 integers summing to 256 (error diffusion)."""
+    k = gaussian_kernel_1d(n, sigma)
+    res = [0] * n
+    err, total = 0.0, 0
+    for i in range(n // 2):
+        adj = k[i] * 256 + err
+        v = int(np.rint(adj))
+        err = adj - v
+        res[i] = res[n - 1 - i] = v
+        total += v
+    res[n // 2] = 256 - 2 * total
+    return res
+
+
+def _gaussian_sizes(op, ksize, sigma, is_u8):
+    sy, sx = _sigma_pair(op, sigma)
+    kh, kw = _pair(op, "ksize", ksize, 0)
+    if sy <= 0:
+        sy = sx
+    if sx <= 0:
+        sx = sy
+    mult = 3 if is_u8 else 4
+    if kw == 0 and sx > 0:
+        kw = int(np.rint(sx * mult * 2 + 1)) | 1
+    if kh == 0 and sy > 0:
+        kh = int(np.rint(sy * mult * 2 + 1)) | 1
+    for k in (kh, kw):
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"{op}: gaussian ksize must be odd (or 0 with sigma > 0), "
+                             f"got ksize={ksize!r}, sigma={sigma!r}")
+    return kh, kw, sy, sx
+
+
+def _user_kernel(op, k):
+    if k is None:
+        raise ValueError(f"{op}: filter 'kernel' needs kernel=<2-D array>")
+    a = np.asarray(k)
+    if a.ndim != 2 or a.size == 0 or a.dtype.kind not in "biuf":
+        raise ValueError(f"{op}: kernel must be a non-empty 2-D numeric array, got shape "
+                         f"{a.shape} dtype {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{op}: kernel must be finite, got shape {a.shape} with inf or nan")
+    return a
+
+
+def kernel(name, **params):
+    """The float32 2-D cross-correlation kernel of a linear filter (what cv2.filter2D would use)."""
+    op = "filters.kernel"
+    if isinstance(name, np.ndarray):
+        return _user_kernel(op, name)
+    name = _canonical(op, name)
+    p = _params(op, name, params)
+    if name in _NONLINEAR or name == "gray":
+        raise ValueError(f"{op}: {name!r} is not a linear filter and has no kernel")
+    if name in _INT_KERNELS:
+        return np.array(_INT_KERNELS[name], np.float32)
+    if name in _SEP_KERNELS:
+        ky, kx = _SEP_KERNELS[name]
+    elif name in ("sobel_x", "sobel_y"):
+        ky, kx = _sobel(op, name, p["ksize"])
+    elif name == "box":
+        kh, kw = _pair(op, "ksize", p["ksize"], 1)
+        return np.full((kh, kw), 1.0 / (kh * kw), np.float32)
+    elif name == "gaussian":
+        kh, kw, sy, sx = _gaussian_sizes(op, p["ksize"], p["sigma"], False)
+        return np.outer(gaussian_kernel_1d(kh, sy), gaussian_kernel_1d(kw, sx)).astype(np.float32)
+    else:  # user kernel
+        return _user_kernel(op, p["kernel"])
+    return np.outer(np.array(ky, np.float32), np.array(kx, np.float32))
+
+
+def bank(specs):
+    """Several linear filters as one float32 OIHW weight (K, 1, k, k), each kernel centred in the
+    largest size: a fixed-weight first conv layer computing K filter responses."""
+    ks = [kernel(*_spec_args(s)) for s in specs]
+    if not ks:
+        raise ValueError("filters.bank: specs must name at least one filter")
+    kh = max(k.shape[0] for k in ks)
+    kw = max(k.shape[1] for k in ks)
+    if any((kh - k.shape[0]) % 2 or (kw - k.shape[1]) % 2 for k in ks):
+        raise ValueError("filters.bank: kernel sizes must differ by even amounts to share a centre, "
+                         f"got {[k.shape for k in ks]}")
+    w = np.zeros((len(ks), 1, kh, kw), np.float32)
+    for i, k in enumerate(ks):
+        t, lft = (kh - k.shape[0]) // 2, (kw - k.shape[1]) // 2
+        w[i, 0, t:t + k.shape[0], lft:lft + k.shape[1]] = k
+    return w
+
+
+# ------------------------------------------------------------------------------------- apply
+def _image(op, image, gray):
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{op}: image must be a NumPy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.float32):
+        raise TypeError(f"{op}: image must be uint8 or float32, got {image.dtype} with shape "
+                        f"{image.shape}")
+    check_array(op, "image", image, (2, 3), image.dtype)
+    if image.ndim == 3 and not 1 <= image.shape[2] <= 4:
+        raise ValueError(f"{op}: image must be (H, W) or (H, W, C) with C <= 4, got {image.shape}")
+    if gray and (image.ndim != 3 or image.shape[2] != 3):
+        raise ValueError(f"{op}: gray=True needs a BGR image (H, W, 3), got shape {image.shape}")
+    return image
+
+
+def _border(op, border):
+    key = str(border).lower().replace("-", "_") if isinstance(border, str) else None
+    if key not in BORDERS:
+        raise ValueError(f"{op}: border must be one of reflect101, constant, replicate, got {border!r}")
+    return BORDERS[key]
+
+
+def _threads():
+    import numba
+    return numba.get_num_threads()
+
+
+class _Plan:
+    """A resolved filter: which kernel runs, with which taps, for one input dtype."""
+
+    def __init__(self, op, name, params, is_u8):
+        self.name, self.is_u8 = name, is_u8
+        self.out_u8 = is_u8 and name != "gradient_orientation"
+        if name == "gray":
+            self.kind = "gray"
+            return
+        if name in _NONLINEAR:
+            operator = str(params["operator"]).lower()
+            if operator not in ("sobel", "scharr"):
+                raise ValueError(f"{op}: operator must be 'sobel' or 'scharr', got {params['operator']!r}")
+            self.kind = "gradient"
+            a = [1, 2, 1] if operator == "sobel" else [3, 10, 3]
+            self.ka = np.array(a, np.float32)
+            self.kb = np.array([-1, 0, 1], np.float32)
+            self.kh = self.kw = 3
+            return
+        if name == "gaussian":
+            kh, kw, sy, sx = _gaussian_sizes(op, params["ksize"], params["sigma"], is_u8)
+            if is_u8:
+                self._sep(gaussian_kernel_q8(kh, sy), gaussian_kernel_q8(kw, sx), post=1)
+            else:
+                self._sep(gaussian_kernel_1d(kh, sy), gaussian_kernel_1d(kw, sx))
+            return
+        if name == "box":
+            kh, kw = _pair(op, "ksize", params["ksize"], 1)
+            d = kh * kw
+            if not is_u8:
+                self._sep([1] * kh, [1] * kw, scale=1.0 / d)
+            elif d == 1:
+                self._sep([1], [1], post=0)
+            elif d <= 256:  # OpenCV ColumnSum<ushort, uchar>: (s + delta) * mul >> 23
+                mul = (1 << 23) / d
+                dv = math.floor(mul)
+                ds = d // 2
+                if mul - dv < 0.5:
+                    ds += 1
+                else:
+                    dv += 1
+                self._sep([1] * kh, [1] * kw, post=2, p0=ds, p1=dv)
+            else:  # ColumnSum<int, uchar>: float32 scale in SIMD lanes, double in the tail
+                self._sep([1] * kh, [1] * kw, post=3, p0=d)
+            return
+        if name in _SEP_KERNELS or name in ("sobel_x", "sobel_y"):
+            ky, kx = _SEP_KERNELS[name] if name in _SEP_KERNELS else _sobel(op, name, params["ksize"])
+            self._sep(ky, kx, post=0)
+            return
+        k = np.array(_INT_KERNELS[name], np.float32) if name in _INT_KERNELS else \
+            _user_kernel(op, params["kernel"])
+        self._2d(k)
+
+    def _sep(self, ky, kx, post=0, p0=0, p1=0, scale=1.0):
+        self.kind = "sep"
+        self.kh, self.kw = len(ky), len(kx)
+        dt = np.int32 if self.is_u8 else np.float32
+        self.ky, self.kx = np.array(ky, dt), np.array(kx, dt)
+        self.post, self.p0, self.p1, self.scale = post, p0, p1, np.float32(scale)
+
+    def _2d(self, k):
+        self.kind = "2d"
+        self.kh, self.kw = k.shape
+        ti, tj = np.nonzero(k)  # raster order, as OpenCV's filter2D collects its taps
+        self.ti, self.tj = ti.astype(np.int64), tj.astype(np.int64)
+        taps = k[ti, tj]
+        exact_int = bool(np.all(taps == np.round(taps))) and float(np.abs(taps).sum()) * 255 < 2 ** 24
+        if self.is_u8 and exact_int:
+            self.mode, self.tk = "int", taps.astype(np.int32)
+        else:
+            self.mode, self.tk = ("u8float" if self.is_u8 else "f32"), taps.astype(np.float32)
+
+    def out_shape(self, image, gray):
+        H, W = image.shape[:2]
+        if self.kind == "gray" or gray or image.ndim == 2:
+            return (H, W)
+        return (H, W, image.shape[2])
+
+    def run(self, image, border, gray, out):
+        from . import _filter_kernels as K
+        H, W = image.shape[:2]
+        src = image.reshape(H, -1)
+        cn = 1 if (gray or image.ndim == 2) else image.shape[2]
+        o = out.reshape(H, -1)
+        nchunks = max(1, min(H, _threads()))
+        if self.kind == "gray":
+            K.to_gray(src, W, self.is_u8, o, nchunks)
+            return out
+        top, left = self.kh // 2, self.kw // 2
+        rowmap = K.border_map(H, top, self.kh - 1 - top, border)
+        colmap = K.border_map(W, left, self.kw - 1 - left, border)
+        if self.kind == "gradient":
+            K.gradient(src, W, cn, gray, self.is_u8, rowmap, colmap, left, self.ka, self.kb,
+                       self.name == "gradient_magnitude", o, nchunks)
+        elif self.kind == "sep" and self.is_u8:
+            K.sep_int(src, W, cn, gray, rowmap, colmap, left, self.kx, self.ky, self.post, self.p0,
+                      self.p1, o, nchunks)
+        elif self.kind == "sep":
+            K.sep_f32(src, W, cn, gray, rowmap, colmap, left, self.kx, self.ky, self.scale, o, nchunks)
+        else:
+            fn = {"int": K.corr2d_int, "u8float": K.corr2d_u8float, "f32": K.corr2d_f32}[self.mode]
+            fn(src, W, cn, gray, rowmap, colmap, left, self.ti, self.tj, self.tk, self.kh, self.kw,
+               o, nchunks)
+        return out
+
+
+def _resolve(op, name_or_kernel, params):
+    if isinstance(name_or_kernel, np.ndarray):
+        if params:
+            raise ValueError(f"{op}: parameters {sorted(params)} given with a kernel array")
+        return "kernel", {"kernel": name_or_kernel}
+    name = _canonical(op, name_or_kernel)
+    return name, _params(op, name, params)
+
+
+def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **params):
+    """Filter ``image`` with a named filter (see names()) or a 2-D kernel array.
+
+    border: "reflect101" (OpenCV's default), "constant" (zeros) or "replicate".
+    out: optional preallocated output (same shape and dtype rules as the result).
+    gray: the input is BGR (H, W, 3); convert it to gray inside the same pass (fused, like
+    cv2.cvtColor BGR2GRAY followed by the filter) and return (H, W).
+    """
+    op = "filters.apply"
+    _image(op, image, gray)
+    bcode = _border(op, border)
+    name, p = _resolve(op, name_or_kernel, params)
+    if name == "gray" and (image.ndim != 3 or image.shape[2] != 3):
+        raise ValueError(f"{op}: filter 'gray' needs a BGR image (H, W, 3), got shape {image.shape}")
+    plan = _Plan(op, name, p, image.dtype == np.uint8)
+    shape = plan.out_shape(image, gray)
+    out = check_out(op, "out", out, shape, np.uint8 if plan.out_u8 else np.float32)
+    if out is image or (np.shares_memory(out, image) and plan.kind != "gray"):
+        raise ValueError(f"{op}: out must not overlap image (filters read neighbours), shape {shape}")
+    return plan.run(image, bcode, gray, out)
+
+
+# ------------------------------------------------------------------------------- FilterChain
+def _spec_args(spec):
+    """(name_or_kernel, params) from "name", "name:k=v,...", (name, {params}), {"name": ..}, array."""
+    if isinstance(spec, np.ndarray):
+        return spec, {}
+    if isinstance(spec, str):
+        return parse_spec(spec)
+    if isinstance(spec, dict):
+        d = dict(spec)
+        if "name" not in d:
+            raise ValueError(f"filter spec dict needs a 'name', got {spec!r}")
+        name = d.pop("name")
+        if "kernel" in d:
+            d["kernel"] = np.asarray(d["kernel"], np.float32)
+        return name, d
+    if isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[1], dict):
+        return spec[0], dict(spec[1])
+    raise TypeError(f"filter spec must be a name, 'name:key=value,...', (name, params), a dict "
+                    f"or a 2-D kernel array, got {spec!r}")
+
+
+def parse_spec(text):
+    """'gaussian:ksize=5,sigma=1.2' -> ('gaussian', {'ksize': 5, 'sigma': 1.2}); values are JSON
+    (numbers, lists such as ksize=[5,3]) or plain words."""
+    name, _, rest = text.partition(":")
+    params = {}
+    rest = rest.strip()
+    while rest:
+        key, eq, rest = rest.partition("=")
+        if not eq:
+            raise ValueError(f"filter spec {text!r}: expected key=value after ':'")
+        depth, i = 0, 0
+        while i < len(rest) and (rest[i] != "," or depth):
+            depth += rest[i] in "[(" and 1 or (-1 if rest[i] in "])" else 0)
+            i += 1
+        raw, rest = rest[:i].strip(), rest[i + 1:].strip()
+        try:
+            val = json.loads(raw.replace("(", "[").replace(")", "]"))
+        except ValueError:
+            val = raw
+        params[key.strip()] = tuple(val) if isinstance(val, list) and key.strip() != "kernel" else val
+    return name.strip(), params
+
+
+class FilterChain:
+    """An ordered list of filters, run as one preprocessing stage (training and live alike).
+
+    ``specs``: names, "name:key=value" strings, (name, params) pairs, dicts with a "name" key, or
+    kernel arrays. A step may carry its own "border"; ``border`` is the default. A leading "gray"
+    step is fused into the next filter's pass. Validated at construction.
+    """
+
+    def __init__(self, specs=(), border="reflect101"):
+        op = "FilterChain"
+        if isinstance(specs, (str, np.ndarray, dict)):
+            specs = [specs]
+        _border(op, border)
+        self.border = border
+        self.steps = []
+        for spec in specs:
+            name, p = _spec_args(spec)
+            step_border = p.pop("border", border)
+            _border(op, step_border)
+            name, p = _resolve(op, name, p)
+            _Plan(op, name, p, True)  # validates parameters now, not on the first frame
+            self.steps.append((name, p, step_border))
+        for i, (name, _, _) in enumerate(self.steps):
+            if name == "gray" and i != 0:
+                raise ValueError(f"{op}: 'gray' must be the first step, found at position {i}")
+        self._plans = {}
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __repr__(self):
+        return f"FilterChain({[self._step_config(s) for s in self.steps]!r})"
+
+    def apply(self, frame, out=None):
+        """Run every step; returns a new array (or ``out``) of the last step's shape and dtype."""
+        op = "FilterChain.apply"
+        if not self.steps:
+            _image(op, frame, False)
+            if out is None:
+                return frame.copy()
+            check_out(op, "out", out, frame.shape, frame.dtype)
+            out[...] = frame
+            return out
+        steps = list(self.steps)
+        gray = False
+        if steps[0][0] == "gray" and len(steps) > 1:
+            gray, steps = True, steps[1:]
+        x = frame
+        for i, (name, p, border) in enumerate(steps):
+            last = i == len(steps) - 1
+            x = apply(x, name if name != "kernel" else p["kernel"], border=border,
+                      out=out if last else None, gray=gray and i == 0,
+                      **({} if name == "kernel" else p))
+        return x
+
+    # --------------------------------------------------------------------------- config
+    @staticmethod
+    def _step_config(step):
+        name, p, border = step
+        d = {"name": name}
+        for k, v in p.items():
+            if isinstance(v, np.ndarray):
+                v = v.astype(float).tolist()
+            elif isinstance(v, tuple):
+                v = list(v)
+            d[k] = v
+        d["border"] = border
+        return d
+
+    def to_config(self):
+        """JSON-able dict; FilterChain.from_config(cfg) rebuilds an equal chain."""
+        return {"type": "FilterChain", "border": self.border,
+                "steps": [self._step_config(s) for s in self.steps]}
+
+    @classmethod
+    def from_config(cls, cfg):
+        if not isinstance(cfg, dict) or cfg.get("type", "FilterChain") != "FilterChain":
+            raise ValueError(f"FilterChain.from_config: expected a FilterChain config dict, got {cfg!r}")
+        return cls(cfg.get("steps", []), border=cfg.get("border", "reflect101"))
+
+    def as_conv_kernels(self):
+        """The chain's linear steps composed into one float32 OIHW weight (1, C_in, kh, kw):
+        C_in = 3 (BGR) when the chain starts with "gray", else 1. Equal to the chain on float32
+        inputs away from the borders (borders and uint8 saturation are not linear)."""
+        w = np.ones((1, 1), np.float64)
+        cin = 1
+        for name, p, _ in self.steps:
+            if name == "gray":
+                cin = 3
+                continue
+            if name in _NONLINEAR:
+                raise ValueError(f"FilterChain.as_conv_kernels: step {name!r} is not linear")
+            k = kernel(name if name != "kernel" else p["kernel"], **({} if name == "kernel" else p))
+            w = _full_conv2d(w, k.astype(np.float64))
+        if cin == 1:
+            return w.astype(np.float32)[None, None]
+        gray = np.array([0.114, 0.587, 0.299])
+        return (gray[None, :, None, None] * w[None, None]).astype(np.float32)
+
+
+def _full_conv2d(a, b):
+    """Full 2-D convolution: correlating with a then b equals correlating with this."""
+    out = np.zeros((a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1))
+    for i in range(b.shape[0]):
+        for j in range(b.shape[1]):
+            out[i:i + a.shape[0], j:j + a.shape[1]] += b[i, j] * a
+    return out
