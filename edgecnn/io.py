@@ -1,0 +1,253 @@
+"""Model files: weights + JSON architecture + preprocessing + class names + metadata, in one file.
+
+The file is an edgecnn container (see ``edgecnn._container``: a zip of one JSON document and raw .npy
+entries, read without pickle and validated before use) of kind ``edgecnn-model``. Its document:
+
+    {"architecture": Model.get_config(),
+     "weights": {parameter name: float32 array, ...},        # Model.state_dict()
+     "preprocessing": {"normalization": Normalization.to_config(), "filters": FilterChain config or None},
+     "class_names": ["0", ..., "9"],
+     "metadata": {"edgecnn_version": ..., "created": ..., "training": {...}}}
+
+``edgecnn.load(path)`` returns a ``Classifier`` that runs the stored preprocessing and the model on raw
+images. Any corrupt, truncated or hostile file raises one ``ModelFileError`` naming the file.
+"""
+import datetime
+import math
+import os
+
+import numpy as np
+
+from . import _container
+from ._version import __version__
+
+KIND = "edgecnn-model"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_PATH = "edgecnn-model.ecnn"   # where `edgecnn train` saves by default (relative to the cwd)
+DEFAULT_CLASS_NAMES = tuple(str(i) for i in range(10))
+# An architecture may declare no integer (units, filters, ...) above this: building it would allocate
+# before the weights could be compared with it, so absurd sizes are refused up front.
+MAX_ARCH_INT = 1 << 20
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read or written; the message names the file and the problem."""
+
+
+def save(path, model, preprocessing=None, class_names=DEFAULT_CLASS_NAMES, metadata=None):
+    """Atomically write ``model`` with its preprocessing, class names and metadata to ``path``.
+
+    ``preprocessing``: a dict ``{"normalization": cfg, "filters": cfg or None}``, or a
+    ``Normalization`` object (then no filter chain). Returns the path.
+    """
+    path = os.fspath(path)
+    weights = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    bad = [k for k, v in weights.items() if v.dtype != np.float32]
+    if bad:
+        raise ModelFileError(f"{path}: weights must be float32, got {[(k, str(weights[k].dtype)) for k in bad]}")
+    names = [str(c) for c in class_names]
+    doc = {
+        "architecture": model.get_config(),
+        "weights": weights,
+        "preprocessing": _preprocessing_config(preprocessing),
+        "class_names": names,
+        "metadata": {"edgecnn_version": __version__,
+                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     **(metadata or {})},
+    }
+    try:
+        return _container.write(path, KIND, FORMAT_VERSION, doc)
+    except (OSError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: cannot write model file ({e})") from e
+
+
+def _preprocessing_config(preprocessing):
+    if preprocessing is None:
+        return {"normalization": None, "filters": None}
+    if hasattr(preprocessing, "to_config"):
+        return {"normalization": preprocessing.to_config(), "filters": None}
+    if not isinstance(preprocessing, dict):
+        raise TypeError(f"save: preprocessing must be a dict or a Normalization, got {type(preprocessing).__name__}")
+    out = {"normalization": None, "filters": None, **preprocessing}
+    for key in ("normalization", "filters"):
+        if hasattr(out[key], "to_config"):
+            out[key] = out[key].to_config()
+    return out
+
+
+def read(path):
+    """Read and validate a model file; returns the document dict (weights as arrays, nothing built)."""
+    path = os.fspath(path)
+    try:
+        _, doc = _container.read(path, KIND, FORMAT_VERSION)
+    except _container.ContainerError as e:
+        raise ModelFileError(str(e)) from None
+    _check_document(path, doc)
+    return doc
+
+
+def _check_document(path, doc):
+    def fail(msg):
+        raise ModelFileError(f"{path}: {msg}")
+
+    if not isinstance(doc, dict):
+        fail("the document is not a JSON object")
+    missing = [k for k in ("architecture", "weights", "preprocessing", "class_names", "metadata") if k not in doc]
+    if missing:
+        fail(f"missing {', '.join(missing)}")
+    if not isinstance(doc["architecture"], dict):
+        fail("architecture is not a JSON object")
+    big = _largest_int(doc["architecture"])
+    if big > MAX_ARCH_INT:
+        fail(f"architecture declares a size of {big}, larger than {MAX_ARCH_INT}")
+    weights = doc["weights"]
+    if not isinstance(weights, dict) or not weights:
+        fail("weights must be a non-empty mapping of names to arrays")
+    for name, value in weights.items():
+        if not isinstance(value, np.ndarray):
+            fail(f"weight {name!r} is not an array")
+        if value.dtype != np.float32:
+            fail(f"weight {name!r} has dtype {value.dtype}, expected float32")
+    pre = doc["preprocessing"]
+    if not isinstance(pre, dict) or not isinstance(pre.get("normalization"), (dict, type(None))) \
+            or not isinstance(pre.get("filters"), (dict, list, type(None))):
+        fail("preprocessing must be {'normalization': {...} or null, 'filters': {...} or null}")
+    names = doc["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        fail("class_names must be a non-empty list of strings")
+    if not isinstance(doc["metadata"], dict):
+        fail("metadata is not a JSON object")
+
+
+def _largest_int(tree):
+    stack, big = [tree], 0
+    while stack:
+        t = stack.pop()
+        if isinstance(t, dict):
+            stack.extend(v for k, v in t.items() if k != "seed")  # seeds are not sizes
+        elif isinstance(t, (list, tuple)):
+            stack.extend(t)
+        elif isinstance(t, int) and not isinstance(t, bool):
+            big = max(big, abs(t))
+        elif isinstance(t, float) and math.isfinite(t) and t.is_integer():
+            big = max(big, abs(int(t)))
+    return big
+
+
+def load(path):
+    """Load a model file and return a ready-to-use ``Classifier``."""
+    path = os.fspath(path)
+    doc = read(path)
+    from .graph import Model
+
+    try:
+        model = Model.from_config(doc["architecture"])
+    except MemoryError:
+        raise ModelFileError(f"{path}: the architecture does not fit in memory") from None
+    except Exception as e:  # hostile configs can fail anywhere in building; report, never trace back
+        raise ModelFileError(f"{path}: invalid architecture ({type(e).__name__}: {e})") from None
+    expected = model.state_dict()
+    got = doc["weights"]
+    if set(expected) != set(got):
+        extra, missing = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
+        raise ModelFileError(f"{path}: weights do not match the architecture "
+                             f"(missing {missing[:5]}, unexpected {extra[:5]})")
+    for name, ref in expected.items():
+        if tuple(got[name].shape) != tuple(ref.shape):
+            raise ModelFileError(f"{path}: weight {name!r} has shape {tuple(got[name].shape)}, "
+                                 f"the architecture needs {tuple(ref.shape)}")
+    try:
+        model.load_state_dict(got)
+    except Exception as e:
+        raise ModelFileError(f"{path}: weights rejected ({type(e).__name__}: {e})") from None
+    if doc["class_names"] and len(doc["class_names"]) != _output_classes(model, len(doc["class_names"])):
+        raise ModelFileError(f"{path}: {len(doc['class_names'])} class names for a model with "
+                             f"{_output_classes(model, -1)} outputs")
+    try:
+        return Classifier(model, doc["preprocessing"], doc["class_names"], doc["metadata"], path=path)
+    except ModelFileError:
+        raise
+    except Exception as e:
+        raise ModelFileError(f"{path}: invalid preprocessing ({type(e).__name__}: {e})") from None
+
+
+def _output_classes(model, default):
+    shape = getattr(model, "output_shape", None)
+    if shape is None:
+        return default
+    shape = tuple(shape)
+    return int(shape[-1]) if shape else default
+
+
+class Classifier:
+    """A trained model with its preprocessing: raw uint8 digits in, class probabilities out."""
+
+    def __init__(self, model, preprocessing, class_names=DEFAULT_CLASS_NAMES, metadata=None, path=None):
+        self.model = model
+        self.preprocessing = _preprocessing_config(preprocessing)
+        self.class_names = list(class_names)
+        self.metadata = dict(metadata or {})
+        self.path = path
+        self.input_shape = tuple(getattr(model, "input_shape", (1, 28, 28)))
+        norm_cfg = self.preprocessing.get("normalization")
+        filt_cfg = self.preprocessing.get("filters")
+        self._norm = None
+        self._chain = None
+        if norm_cfg is not None:
+            from .data import Normalization
+            self._norm = Normalization.from_config(norm_cfg)
+        if filt_cfg:
+            from .filters import FilterChain
+            self._chain = FilterChain.from_config(filt_cfg)
+
+    def __repr__(self):
+        where = f" from {self.path}" if self.path else ""
+        return f"<Classifier{where}: {len(self.class_names)} classes, input {self.input_shape}>"
+
+    def prepare(self, images):
+        """Raw images -> the float32 (N, C, H, W) batch the model was trained on."""
+        x = np.asarray(images)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim == 4 and x.shape[1] == 1:
+            x = x[:, 0]
+        h, w = self.input_shape[-2:]
+        if x.ndim != 3 or x.shape[1:] != (h, w):
+            raise ValueError(f"Classifier.predict: images must have shape (N, {h}, {w}) or ({h}, {w}), "
+                             f"got {np.shape(images)}")
+        if x.shape[0] == 0:
+            raise ValueError("Classifier.predict: images must not be empty, got shape "
+                             f"{np.shape(images)}")
+        if x.dtype != np.uint8:
+            if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+                raise TypeError(f"Classifier.predict: images must be uint8 or float 0..255, got {x.dtype}")
+            x = x.astype(np.float32)
+            if not np.isfinite(x).all():
+                raise ValueError("Classifier.predict: images contain NaN or inf")
+        if self._chain is not None:
+            x = np.stack([np.asarray(self._chain.apply(np.ascontiguousarray(im))) for im in x])
+        if self._norm is not None:
+            if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.floating) and self._chain is None \
+                    and np.all(x == np.rint(x)) and x.min() >= 0 and x.max() <= 255:
+                x = x.astype(np.uint8)  # float images of whole 0..255 values: same path as uint8
+            x = self._norm.apply(x)
+        else:
+            x = x.astype(np.float32)[:, None]
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def logits(self, images, batch_size=256):
+        return self.model.predict(self.prepare(images), batch_size=batch_size)
+
+    def predict(self, images, batch_size=256):
+        """Class probabilities, float32 (N, K)."""
+        z = np.asarray(self.logits(images, batch_size), dtype=np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        return p.astype(np.float32)
+
+    def predict_classes(self, images, batch_size=256):
+        """(labels int64 (N,), confidences float32 (N,))."""
+        p = self.predict(images, batch_size)
+        labels = p.argmax(axis=1)
+        return labels, p[np.arange(len(p)), labels]
