@@ -3,8 +3,8 @@
 Entry points take already-validated device arrays and return the outputs, like the CPU host entry
 points minus validation. Elementwise kernels see arrays flattened to 1-D, so any shape works, and
 in-place use (``out=x``, ``gx=gy``) is safe: each thread reads its element before writing it.
-Backward passes decide from ``y`` where the CPU ones may use ``x``; the results are the same
-(relu/leaky_relu: y > 0 exactly when x > 0; sigmoid/tanh derivatives are functions of y).
+Backward passes read what the CPU ones read: relu / leaky_relu use x, sigmoid / tanh / softmax use y
+(the other may be None).
 """
 import math
 
@@ -28,10 +28,10 @@ def relu_fwd_cuda(x, y):
 
 
 @cuda_jit
-def relu_bwd_cuda(gy, y, gx):
+def relu_bwd_cuda(gy, x, gx):
     i = cuda.grid(1)
     if i < gy.shape[0]:
-        gx[i] = gy[i] if y[i] > _F0 else _F0
+        gx[i] = gy[i] if x[i] > _F0 else _F0
 
 
 @cuda_jit
@@ -55,12 +55,10 @@ def sigmoid_fwd_cuda(x, y):
     i = cuda.grid(1)
     if i < x.shape[0]:
         v = x[i]
-        # the stable form: exp of a non-positive number only
-        if v >= _F0:
-            y[i] = _F1 / (_F1 + math.exp(-v))
-        else:
-            e = math.exp(v)
-            y[i] = e / (_F1 + e)
+        # exp of -|x| only: never overflows (the CPU kernel's formula)
+        z = math.exp(-abs(v))
+        r = _F1 / (_F1 + z)
+        y[i] = r if v >= _F0 else z * r
 
 
 @cuda_jit
@@ -157,7 +155,7 @@ def relu_forward(x, out=None):
 
 
 def relu_backward(gy, x, y, gx=None):
-    return _backward(relu_bwd_cuda, gy, y, gx)
+    return _backward(relu_bwd_cuda, gy, x, gx)
 
 
 def leaky_relu_forward(x, alpha=0.01, out=None):
@@ -165,8 +163,6 @@ def leaky_relu_forward(x, alpha=0.01, out=None):
 
 
 def leaky_relu_backward(gy, x, y, gx=None, alpha=0.01):
-    # from x, as the definition reads; x is intact unless the forward ran in place, and then x == y,
-    # which has the same sign as the input for alpha > 0
     return _backward(leaky_relu_bwd_cuda, gy, x, gx, np.float32(alpha))
 
 
