@@ -1,0 +1,95 @@
+"""Dense (fully connected) layer: y = x @ w.T + b, x (N, in), w (out, in), b (out,).
+
+The products run in NumPy's matmul between compiled stages (OpenBLAS sgemm, writing straight into the
+preallocated outputs with ``out=``); calling matmul inside @njit would route through SciPy's BLAS and
+make SciPy a dependency. Bias add and the bias-gradient column sum are small compiled loops with a
+fixed summation order (deterministic).
+"""
+import numpy as np
+
+from .._jit import njit
+from ._common import check_array, check_out, check_shape, is_device_array
+
+_F0 = np.float32(0.0)
+
+
+@njit
+def _add_bias_rows(y, b):
+    N, M = y.shape
+    for i in range(N):
+        for j in range(M):
+            y[i, j] += b[j]
+
+
+@njit
+def _sum_rows(gy, gb):
+    """gb[j] = sum_i gy[i, j], rows added in order (vectorized along j)."""
+    N, M = gy.shape
+    for j in range(M):
+        gb[j] = _F0
+    for i in range(N):
+        for j in range(M):
+            gb[j] += gy[i, j]
+
+
+def dense_fwd_cpu(x, w, b, y):
+    """y = x @ w.T (+ b); b may be None."""
+    np.matmul(x, w.T, out=y)
+    if b is not None:
+        _add_bias_rows(y, b)
+
+
+def dense_bwd_input_cpu(gy, w, gx):
+    """gx = gy @ w."""
+    np.matmul(gy, w, out=gx)
+
+
+def dense_bwd_weight_cpu(gy, x, gw, gb):
+    """gw = gy.T @ x; gb = column sums of gy (skipped when gb is None). Overwrites, never accumulates."""
+    np.matmul(gy.T, x, out=gw)
+    if gb is not None:
+        _sum_rows(gy, gb)
+
+
+def _host_only(op, *arrays):
+    if any(a is not None and is_device_array(a) for a in arrays):
+        raise TypeError(f"{op}: CUDA arrays are not supported yet (CPU kernels only)")
+
+
+def _check_xw(op, x, w):
+    check_array(op, "x", x, 2)
+    check_array(op, "w", w, 2)
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"{op}: x has {x.shape[1]} features but w expects {w.shape[1]} "
+                         f"(x shape {tuple(x.shape)}, w shape (out_features, in_features) = {tuple(w.shape)})")
+
+
+def dense_forward(x, w, b=None, out=None):
+    """y (N, out) = x (N, in) @ w.T + b."""
+    op = "dense_forward"
+    _check_xw(op, x, w)
+    if b is not None:
+        check_array(op, "b", b, 1)
+        check_shape(op, "b", b, (w.shape[0],))
+    _host_only(op, x, w, b, out)
+    out = check_out(op, "out", out, (x.shape[0], w.shape[0]))
+    if out is x or out is w:
+        raise ValueError(f"{op}: out must not be an input, got shape {tuple(out.shape)}")
+    dense_fwd_cpu(x, w, b, out)
+    return out
+
+
+def dense_backward(gy, x, w, need_input_grad=True, need_bias_grad=True, gx=None, gw=None, gb=None):
+    """(gx, gw, gb): gx = gy @ w, gw = gy.T @ x, gb = sum over the batch; gx / gb None when not needed."""
+    op = "dense_backward"
+    _check_xw(op, x, w)
+    check_array(op, "gy", gy, 2)
+    check_shape(op, "gy", gy, (x.shape[0], w.shape[0]))
+    _host_only(op, gy, x, w, gx, gw, gb)
+    gw = check_out(op, "gw", gw, w.shape)
+    gb = check_out(op, "gb", gb, (w.shape[0],)) if need_bias_grad else None
+    gx = check_out(op, "gx", gx, x.shape) if need_input_grad else None
+    if gx is not None:
+        dense_bwd_input_cpu(gy, w, gx)
+    dense_bwd_weight_cpu(gy, x, gw, gb)
+    return gx, gw, gb

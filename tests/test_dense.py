@@ -1,0 +1,93 @@
+"""Dense: reference backward vs finite differences, float32 kernels vs reference, outputs, validation."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from edgecnn.kernels import dense as D
+from reference import dense as R
+from reference import max_rel_error, numeric_grad
+
+RTOL, ATOL = 1e-4, 1e-5
+
+# (N, in, out, bias): batch 1, single feature, wide and tall.
+CONFIGS = [(n, i, o, bias) for n, i, o in [
+    (1, 1, 1), (1, 3, 2), (2, 1, 4), (3, 5, 1), (4, 4, 4), (2, 7, 3), (5, 2, 6), (1, 10, 10), (3, 8, 5),
+    (6, 3, 2), (2, 12, 7), (7, 6, 9), (1, 16, 3), (4, 9, 1), (8, 2, 2)] for bias in (True, False)]
+
+
+def case(cfg, seed=0):
+    n, i, o, bias = cfg
+    rng = np.random.default_rng(seed)
+    x, w, gy = rng.standard_normal((n, i)), rng.standard_normal((o, i)), rng.standard_normal((n, o))
+    return x, w, (rng.standard_normal(o) if bias else None), gy
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_reference_backward_matches_finite_differences(cfg):
+    x, w, b, gy = case(cfg)
+    gx, gw, gb = R.dense_bwd_ref(gy, x, w)
+    assert max_rel_error(gx, numeric_grad(lambda a: R.dense_ref(a, w, b), x, gy)) <= 1e-6
+    assert max_rel_error(gw, numeric_grad(lambda a: R.dense_ref(x, a, b), w, gy)) <= 1e-6
+    if b is not None:
+        assert max_rel_error(gb, numeric_grad(lambda a: R.dense_ref(x, w, a), b, gy)) <= 1e-6
+
+
+def check(x64, w64, b64, gy64):
+    f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
+    x, w, b, gy = f32(x64), f32(w64), f32(b64), f32(gy64)
+    np.testing.assert_allclose(D.dense_forward(x, w, b), R.dense_ref(x, w, b), rtol=RTOL, atol=ATOL)
+    gx, gw, gb = D.dense_backward(gy, x, w)
+    for got, want in zip((gx, gw, gb), R.dense_bwd_ref(gy, x, w)):
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_kernels_match_reference(cfg):
+    check(*case(cfg))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 40), i=st.integers(1, 40), o=st.integers(1, 20), bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_kernels_match_reference_random(n, i, o, bias, seed):
+    check(*case((n, i, o, bias), seed))
+
+
+def test_preallocated_outputs_and_skips():
+    x, w, b, gy = (a.astype(np.float32) for a in case((4, 6, 3, True)))
+    out = np.full((4, 3), 7.0, np.float32)
+    assert D.dense_forward(x, w, b, out=out) is out
+    np.testing.assert_allclose(out, R.dense_ref(x, w, b), rtol=RTOL, atol=ATOL)
+    gx, gw, gb = (np.full(s, 7.0, np.float32) for s in ((4, 6), (3, 6), (3,)))
+    r = D.dense_backward(gy, x, w, gx=gx, gw=gw, gb=gb)
+    assert r[0] is gx and r[1] is gw and r[2] is gb   # overwritten, not accumulated
+    for got, want in zip(r, R.dense_bwd_ref(gy, x, w)):
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    gx2, gw2, gb2 = D.dense_backward(gy, x, w, need_input_grad=False, need_bias_grad=False)
+    assert gx2 is None and gb2 is None
+    np.testing.assert_allclose(gw2, gw, rtol=1e-6)
+
+
+X, W = np.zeros((2, 3), np.float32), np.zeros((4, 3), np.float32)
+GY = np.zeros((2, 4), np.float32)
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: D.dense_forward(X.astype(np.float64), W), TypeError, "x"),
+    (lambda: D.dense_forward(np.zeros((2, 3, 1), np.float32), W), ValueError, "x"),
+    (lambda: D.dense_forward(np.zeros((3, 2), np.float32).T, W), ValueError, "x"),
+    (lambda: D.dense_forward(X, np.zeros((4, 5), np.float32)), ValueError, "w"),
+    (lambda: D.dense_forward(X, W[None]), ValueError, "w"),
+    (lambda: D.dense_forward(X, W, np.zeros(3, np.float32)), ValueError, "b"),
+    (lambda: D.dense_forward(X, W, np.zeros(4, np.int64)), TypeError, "b"),
+    (lambda: D.dense_forward(X, W, out=np.zeros((2, 3), np.float32)), ValueError, "out"),
+    (lambda: D.dense_backward(np.zeros((2, 3), np.float32), X, W), ValueError, "gy"),
+    (lambda: D.dense_backward(GY, X, W, gx=np.zeros((2, 4), np.float32)), ValueError, "gx"),
+    (lambda: D.dense_backward(GY, X, W, gw=np.zeros((3, 4), np.float32)), ValueError, "gw"),
+    (lambda: D.dense_backward(GY, X, W, gb=np.zeros((3,), np.float32)), ValueError, "gb"),
+])
+def test_validation_names_the_parameter(call, exc, name):
+    with pytest.raises(exc) as info:
+        call()
+    msg = str(info.value)
+    assert name in msg and "dense_" in msg, msg
