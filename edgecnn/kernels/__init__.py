@@ -11,3 +11,4 @@ from .conv import *  # noqa: F401,F403
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward, global_avg_pool2d_forward, l2_pool2d_backward, l2_pool2d_forward, max_pool2d_backward, max_pool2d_forward, pool2d_output_shape)  # noqa: F401,E501
 from .activations import (identity_backward, identity_forward, leaky_relu_backward, leaky_relu_forward, log_softmax_backward, log_softmax_forward, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward, tanh_backward, tanh_forward)  # noqa: F401,E501
 from .dense import dense_backward, dense_forward  # noqa: F401
+from .losses import bce_with_logits, mse_loss, softmax_cross_entropy  # noqa: F401
