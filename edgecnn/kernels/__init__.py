@@ -12,3 +12,4 @@ from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_ba
 from .activations import (identity_backward, identity_forward, leaky_relu_backward, leaky_relu_forward, log_softmax_backward, log_softmax_forward, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward, tanh_backward, tanh_forward)  # noqa: F401,E501
 from .dense import dense_backward, dense_forward  # noqa: F401
 from .losses import bce_with_logits, mse_loss, softmax_cross_entropy  # noqa: F401
+from .dropout import dropout_backward, dropout_forward  # noqa: F401
