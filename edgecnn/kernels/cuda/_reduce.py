@@ -11,6 +11,7 @@ from ..._jit import cuda_jit
 from . import _device, _launch
 
 _F0 = np.float32(0.0)
+_R = _launch.MAX_REDUCE  # a global int: a compile-time constant for the shared array size
 
 
 @cuda_jit(device=True)
@@ -33,10 +34,10 @@ def block_sum(buf, v):
 @cuda_jit
 def sum_chunks_cuda(x, chunk, out):
     """out[b] = sum(x[b*chunk : (b+1)*chunk]) with one block per chunk."""
-    buf = cuda.shared.array(_launch.MAX_REDUCE, np.float32)
+    buf = cuda.shared.array(_R, np.float32)
     b = cuda.blockIdx.x
     start = b * chunk
-    stop = min(start + chunk, x.shape[0])
+    stop = start + chunk if start + chunk < x.shape[0] else x.shape[0]
     acc = _F0
     i = start + cuda.threadIdx.x
     while i < stop:

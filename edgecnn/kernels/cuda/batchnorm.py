@@ -17,6 +17,7 @@ from . import _device, _launch
 from ._reduce import block_sum
 
 _F0 = np.float32(0.0)
+_R = _launch.MAX_REDUCE  # a global int: a compile-time constant for the shared array size
 _F1 = np.float32(1.0)
 
 
@@ -35,7 +36,7 @@ def _channel_sum(x3, c, shift, square):
 
 @cuda_jit
 def bn_stats_cuda(x3, momentum, eps, running_mean, running_var, save_mean, save_invstd):
-    buf = cuda.shared.array(_launch.MAX_REDUCE, np.float32)
+    buf = cuda.shared.array(_R, np.float32)
     c = cuda.blockIdx.x
     N, _, HW = x3.shape
     count = N * HW
@@ -72,7 +73,7 @@ def bn_apply_cuda(x3, mean, invstd, gamma, beta, y3):
 @cuda_jit
 def bn_bwd_reduce_cuda(gy3, x3, save_mean, save_invstd, ggamma, gbeta):
     """gbeta[c] = sum gy; ggamma[c] = sum gy * xhat, one block per channel."""
-    buf = cuda.shared.array(_launch.MAX_REDUCE, np.float32)
+    buf = cuda.shared.array(_R, np.float32)
     c = cuda.blockIdx.x
     N, _, HW = x3.shape
     m = save_mean[c]

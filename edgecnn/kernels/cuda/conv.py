@@ -21,7 +21,9 @@ from . import _device, _launch
 from ._reduce import block_sum
 
 _F0 = np.float32(0.0)
+_R = _launch.MAX_REDUCE  # a global int: a compile-time constant for the shared array size
 _T = _launch.MAX_TILE
+_T1 = _T + 1  # padded row: column reads hit distinct banks (globals are compile-time constants)
 
 
 @cuda_jit(device=True)
@@ -37,8 +39,8 @@ def _widx(kk, KH, KW, flip):
 
 @cuda_jit
 def conv2d_fwd_cuda(x, w2, b, has_bias, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, y):
-    As = cuda.shared.array((_T, _T + 1), np.float32)   # As[r, k] = w2[g*M + row0 + r, k0 + k]
-    Bs = cuda.shared.array((_T, _T + 1), np.float32)   # Bs[k, c] = im2col[k0 + k, col0 + c]
+    As = cuda.shared.array((_T, _T1), np.float32)   # As[r, k] = w2[g*M + row0 + r, k0 + k]
+    Bs = cuda.shared.array((_T, _T1), np.float32)   # Bs[k, c] = im2col[k0 + k, col0 + c]
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     K = w2.shape[1]
@@ -69,7 +71,7 @@ def conv2d_fwd_cuda(x, w2, b, has_bias, KH, KW, sh, sw, ph, pw, dh, dw, groups, 
                 v = x[n, g * Cg + ci, ih, iw]
         Bs[ty, tx] = v
         cuda.syncthreads()
-        for k in range(min(t, K - k0)):
+        for k in range(K - k0 if K - k0 < t else t):
             acc += As[ty, k] * Bs[k, tx]
         cuda.syncthreads()
     r = row0 + ty
@@ -80,8 +82,8 @@ def conv2d_fwd_cuda(x, w2, b, has_bias, KH, KW, sh, sw, ph, pw, dh, dw, groups, 
 
 @cuda_jit
 def conv2d_bwd_input_cuda(gy, w2, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, gx):
-    As = cuda.shared.array((_T, _T + 1), np.float32)   # As[r, k] = w[g*Mg + co, r, kh, kw], k = (co, kh, kw)
-    Bs = cuda.shared.array((_T, _T + 1), np.float32)   # Bs[k, c] = gy[n, g*Mg + co, oh, ow] or 0
+    As = cuda.shared.array((_T, _T1), np.float32)   # As[r, k] = w[g*Mg + co, r, kh, kw], k = (co, kh, kw)
+    Bs = cuda.shared.array((_T, _T1), np.float32)   # Bs[k, c] = gy[n, g*Mg + co, oh, ow] or 0
     N, C, H, W = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
     Mg = gy.shape[1] // groups
@@ -119,7 +121,7 @@ def conv2d_bwd_input_cuda(gy, w2, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, 
                     v = gy[n, g * Mg + co, oh, ow]
         Bs[ty, tx] = v
         cuda.syncthreads()
-        for k in range(min(t, K - k0)):
+        for k in range(K - k0 if K - k0 < t else t):
             acc += As[ty, k] * Bs[k, tx]
         cuda.syncthreads()
     r = row0 + ty
@@ -129,8 +131,8 @@ def conv2d_bwd_input_cuda(gy, w2, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, 
 
 @cuda_jit
 def conv2d_bwd_weight_cuda(gy, x, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, gw2):
-    As = cuda.shared.array((_T, _T + 1), np.float32)   # As[r, k] = gy[n, g*Mg + row0 + r, p], k = (n, p)
-    Bs = cuda.shared.array((_T, _T + 1), np.float32)   # Bs[k, c] = im2col[col0 + c, (n, p)]
+    As = cuda.shared.array((_T, _T1), np.float32)   # As[r, k] = gy[n, g*Mg + row0 + r, p], k = (n, p)
+    Bs = cuda.shared.array((_T, _T1), np.float32)   # Bs[k, c] = im2col[col0 + c, (n, p)]
     N, C, H, W = x.shape
     OW = gy.shape[3]
     P = gy.shape[2] * OW
@@ -163,7 +165,7 @@ def conv2d_bwd_weight_cuda(gy, x, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, 
                 v = x[n, g * Cg + ci, ih, iw]
         Bs[ty, tx] = v
         cuda.syncthreads()
-        for k in range(min(t, R - k0)):
+        for k in range(R - k0 if R - k0 < t else t):
             acc += As[ty, k] * Bs[k, tx]
         cuda.syncthreads()
     r = row0 + ty
@@ -174,7 +176,7 @@ def conv2d_bwd_weight_cuda(gy, x, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, 
 @cuda_jit
 def conv2d_bwd_bias_cuda(gy, gb):
     """gb[co] = sum over (n, oh, ow) of gy[n, co, oh, ow]: one block per channel."""
-    buf = cuda.shared.array(_launch.MAX_REDUCE, np.float32)
+    buf = cuda.shared.array(_R, np.float32)
     co = cuda.blockIdx.x
     N, _, OH, OW = gy.shape
     P = OH * OW

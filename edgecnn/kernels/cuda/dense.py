@@ -18,12 +18,13 @@ from . import _device, _launch
 
 _F0 = np.float32(0.0)
 _T = _launch.MAX_TILE
+_T1 = _T + 1  # padded row: column reads hit distinct banks (globals are compile-time constants)
 
 
 @cuda_jit
 def dense_fwd_cuda(x, w, b, has_bias, y):
-    As = cuda.shared.array((_T, _T + 1), np.float32)   # As[r, k] = x[row0 + r, k0 + k]
-    Bs = cuda.shared.array((_T, _T + 1), np.float32)   # Bs[c, k] = w[col0 + c, k0 + k]
+    As = cuda.shared.array((_T, _T1), np.float32)   # As[r, k] = x[row0 + r, k0 + k]
+    Bs = cuda.shared.array((_T, _T1), np.float32)   # Bs[c, k] = w[col0 + c, k0 + k]
     N, K = x.shape
     O = w.shape[0]
     t = cuda.blockDim.x
@@ -36,7 +37,7 @@ def dense_fwd_cuda(x, w, b, has_bias, y):
         c = col0 + ty
         Bs[ty, tx] = w[c, k0 + tx] if c < O and k0 + tx < K else _F0
         cuda.syncthreads()
-        for k in range(min(t, K - k0)):
+        for k in range(K - k0 if K - k0 < t else t):
             acc += As[ty, k] * Bs[tx, k]
         cuda.syncthreads()
     r, c = row0 + ty, col0 + tx
@@ -46,8 +47,8 @@ def dense_fwd_cuda(x, w, b, has_bias, y):
 
 @cuda_jit
 def dense_bwd_input_cuda(gy, w, gx):
-    As = cuda.shared.array((_T, _T + 1), np.float32)   # As[r, k] = gy[row0 + r, k0 + k]
-    Bs = cuda.shared.array((_T, _T + 1), np.float32)   # Bs[k, c] = w[k0 + k, col0 + c]
+    As = cuda.shared.array((_T, _T1), np.float32)   # As[r, k] = gy[row0 + r, k0 + k]
+    Bs = cuda.shared.array((_T, _T1), np.float32)   # Bs[k, c] = w[k0 + k, col0 + c]
     N, O = gy.shape
     I = w.shape[1]
     t = cuda.blockDim.x
@@ -60,7 +61,7 @@ def dense_bwd_input_cuda(gy, w, gx):
         c = col0 + tx
         Bs[ty, tx] = w[k0 + ty, c] if k0 + ty < O and c < I else _F0
         cuda.syncthreads()
-        for k in range(min(t, O - k0)):
+        for k in range(O - k0 if O - k0 < t else t):
             acc += As[ty, k] * Bs[k, tx]
         cuda.syncthreads()
     r, c = row0 + ty, col0 + tx
@@ -70,8 +71,8 @@ def dense_bwd_input_cuda(gy, w, gx):
 
 @cuda_jit
 def dense_bwd_weight_cuda(gy, x, gw):
-    As = cuda.shared.array((_T, _T + 1), np.float32)   # As[k, r] = gy[k0 + k, row0 + r]
-    Bs = cuda.shared.array((_T, _T + 1), np.float32)   # Bs[k, c] = x[k0 + k, col0 + c]
+    As = cuda.shared.array((_T, _T1), np.float32)   # As[k, r] = gy[k0 + k, row0 + r]
+    Bs = cuda.shared.array((_T, _T1), np.float32)   # Bs[k, c] = x[k0 + k, col0 + c]
     N, O = gy.shape
     I = x.shape[1]
     t = cuda.blockDim.x
@@ -83,7 +84,7 @@ def dense_bwd_weight_cuda(gy, x, gw):
         As[ty, tx] = gy[n, row0 + tx] if n < N and row0 + tx < O else _F0
         Bs[ty, tx] = x[n, col0 + tx] if n < N and col0 + tx < I else _F0
         cuda.syncthreads()
-        for k in range(min(t, N - k0)):
+        for k in range(N - k0 if N - k0 < t else t):
             acc += As[k, ty] * Bs[k, tx]
         cuda.syncthreads()
     r, c = row0 + ty, col0 + tx

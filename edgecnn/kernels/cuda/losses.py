@@ -55,7 +55,7 @@ def bce_logits_cuda(z, t, scale, grad, terms):
         v = z[i]
         tv = t[i]
         e = math.exp(-abs(v))
-        terms[i] = max(v, _F0) - v * tv + math.log1p(e)
+        terms[i] = (v if v > _F0 else _F0) - v * tv + math.log1p(e)
         sig = _F1 / (_F1 + e) if v >= _F0 else e / (_F1 + e)
         grad[i] = (sig - tv) * scale
 

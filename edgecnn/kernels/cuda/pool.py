@@ -22,7 +22,7 @@ _F1 = np.float32(1.0)
 def _window(o, s, p, k, n):
     """[start, stop) of window o clipped to [0, n)."""
     a = o * s - p
-    return max(a, 0), min(a + k, n)
+    return (a if a > 0 else 0), (a + k if a + k < n else n)
 
 
 @cuda_jit(device=True)
@@ -30,7 +30,9 @@ def _covering(i, s, p, k, n_out):
     """[first, stop) of the windows along one axis that contain input index i."""
     lo = i + p - k + 1
     first = 0 if lo <= 0 else (lo + s - 1) // s
-    stop = min((i + p) // s + 1, n_out)
+    stop = (i + p) // s + 1
+    if stop > n_out:
+        stop = n_out
     return first, stop
 
 
