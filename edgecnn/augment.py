@@ -131,10 +131,12 @@ class Augment:
         if isinstance(images, np.ndarray) and images.dtype not in (np.uint8, np.float32):
             raise TypeError(f"{op}: images must be uint8 or float32, got {images.dtype.name} "
                             f"with shape {images.shape}")
-        check_array(op, "images", images, (3, 4), images.dtype if isinstance(images, np.ndarray) else np.uint8)
+        dtype = images.dtype if isinstance(images, np.ndarray) else np.uint8
+        check_array(op, "images", images, (3, 4), dtype)
         if images.ndim == 4:
             if images.shape[1] != 1:
-                raise ValueError(f"{op}: images must have shape (N, H, W) or (N, 1, H, W), got {images.shape}")
+                raise ValueError(f"{op}: images must have shape (N, H, W) or (N, 1, H, W), "
+                                 f"got {images.shape}")
             images = images.reshape(images.shape[0], images.shape[2], images.shape[3])
         n, h, w = images.shape
         out = check_out(op, "out", out, (n, 1, h, w))

@@ -7,6 +7,7 @@
 * ``Augment`` (random shifts, rotations, scaling) lives in ``edgecnn.augment``, which imports Numba;
   it is re-exported here lazily so ``load_mnist`` alone never imports Numba.
 """
+import concurrent.futures
 import dataclasses
 import math
 import numbers
@@ -50,7 +51,7 @@ class MnistData:
 
 
 def default_data_dir():
-    """EDGECNN_DATA_DIR, else the user's cache dir: $XDG_CACHE_HOME/edgecnn/mnist or ~/.cache/edgecnn/mnist."""
+    """EDGECNN_DATA_DIR, else the user's cache dir ($XDG_CACHE_HOME or ~/.cache, then edgecnn/mnist)."""
     env = os.environ.get("EDGECNN_DATA_DIR")
     if env:
         return pathlib.Path(env).expanduser()
@@ -94,7 +95,9 @@ def load_mnist(data_dir=None, download=True, mirrors=None, **download_options):
             kwargs["mirrors"] = mirrors
         for name in missing:
             found[name] = _mnist_download.download(name, data_dir, **kwargs)
-    arrays = {name: read_idx(path, name) for name, path in found.items()}
+    # zlib and hashlib release the GIL on large buffers: the two image files decompress in parallel.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        arrays = dict(zip(found, pool.map(read_idx, found.values(), found)))
     return MnistData(arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"],
                      arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"], data_dir)
 
@@ -222,7 +225,8 @@ def _as_seed(op, seed):
 
 def _check_labels(op, images, labels):
     if not isinstance(labels, np.ndarray) or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        got = f"{labels.dtype.name} {labels.shape}" if isinstance(labels, np.ndarray) else type(labels).__name__
+        got = (f"{labels.dtype.name} {labels.shape}" if isinstance(labels, np.ndarray)
+               else type(labels).__name__)
         raise ValueError(f"{op}: labels must be a 1-D integer array, got {got}")
     if labels.shape[0] != images.shape[0]:
         raise ValueError(f"{op}: labels has {labels.shape[0]} entries but images has {images.shape[0]} "
@@ -274,7 +278,8 @@ class Batches:
         if normalization is None:
             normalization = Normalization()
         if not isinstance(normalization, Normalization):
-            raise TypeError(f"{op}: normalization must be a Normalization, got {type(normalization).__name__}")
+            raise TypeError(f"{op}: normalization must be a Normalization, "
+                            f"got {type(normalization).__name__}")
         if augment is not None and not callable(getattr(augment, "apply", None)):
             raise TypeError(f"{op}: augment must be an Augment (with .apply), got {type(augment).__name__}")
         n, h, w = images.shape

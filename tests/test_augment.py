@@ -82,7 +82,8 @@ def test_random_warps_match_opencv(digits):
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         np.testing.assert_allclose(got[k], cv, rtol=0, atol=ATOL)
         # uint8 output is rounded to the nearest integer: 0.5 more.
-        cv8 = cv2.warpAffine(digits[k], m, (28, 28), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        cv8 = cv2.warpAffine(digits[k], m, (28, 28), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=0)
         np.testing.assert_allclose(got[k], cv8, rtol=0, atol=0.5 + ATOL)
 
 

@@ -42,14 +42,16 @@ def test_load_mnist_shapes_dtypes_and_content(mnist):
 
 
 def test_load_mnist_is_fast(mnist_dir):
-    best = min(_timed(lambda: load_mnist(mnist_dir, download=False)) for _ in range(2))
-    assert best < 1.0, f"loading the four files took {best:.2f} s"
+    # CPU time of the whole process (all threads): the loader's own cost, which the wall clock on this
+    # shared 2-core machine can inflate several times when other jobs run (wall ~0.3-0.5 s when quiet).
+    best = min(_cpu_timed(lambda: load_mnist(mnist_dir, download=False)) for _ in range(2))
+    assert best < 1.0, f"loading the four files took {best:.2f} s of CPU time"
 
 
-def _timed(f):
-    t = time.perf_counter()
+def _cpu_timed(f):
+    t = time.process_time()
     f()
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def test_load_mnist_reads_raw_files(mnist_dir, mnist, tmp_path):
@@ -166,7 +168,8 @@ def test_read_idx_unknown_name():
 def test_default_statistics_are_the_fitted_mnist_train_statistics(mnist):
     x = mnist.train_images.astype(np.float64) / 255.0  # reference: straight from the definition
     fitted = Normalization.fit(mnist.train_images)
-    assert fitted.mean == pytest.approx(x.mean(), rel=1e-12) and fitted.std == pytest.approx(x.std(), rel=1e-12)
+    assert fitted.mean == pytest.approx(x.mean(), rel=1e-12)
+    assert fitted.std == pytest.approx(x.std(), rel=1e-12)
     default = Normalization()
     assert default.mean == pytest.approx(fitted.mean, rel=1e-12)
     assert default.std == pytest.approx(fitted.std, rel=1e-12)
@@ -189,8 +192,8 @@ def test_minmax_and_fit(mnist):
     imgs = mnist.test_images[:16]
     y = Normalization("minmax").apply(imgs)
     np.testing.assert_allclose(y[:, 0], imgs / 255.0, rtol=0, atol=1e-7)
-    fitted = Normalization.fit(np.full((2, 3, 3), 51, np.uint8) + np.arange(9, dtype=np.uint8).reshape(3, 3) * 10,
-                               kind="minmax")
+    imgs = np.full((2, 3, 3), 51, np.uint8) + np.arange(9, dtype=np.uint8).reshape(3, 3) * 10
+    fitted = Normalization.fit(imgs, kind="minmax")
     assert fitted.low == pytest.approx(51 / 255) and fitted.high == pytest.approx(131 / 255)
     y = fitted.apply(np.array([[[51, 131]]], np.uint8))
     np.testing.assert_allclose(y.ravel(), [0.0, 1.0], atol=1e-6)
@@ -207,7 +210,8 @@ def test_apply_in_place_and_into_out():
 
 
 def test_config_round_trip_is_json():
-    for norm in (Normalization(), Normalization(mean=0.5, std=0.25), Normalization("minmax", low=0.1, high=0.9)):
+    norms = (Normalization(), Normalization(mean=0.5, std=0.25), Normalization("minmax", low=0.1, high=0.9))
+    for norm in norms:
         cfg = json.loads(json.dumps(norm.to_config()))
         assert Normalization.from_config(cfg) == norm
 
@@ -277,7 +281,8 @@ def test_train_val_split_is_seeded_disjoint_and_complete():
     (dict(labels=np.zeros(10, np.float32)), "labels"),
 ])
 def test_split_bad_arguments_name_the_parameter(kwargs, param):
-    args = dict(images=np.zeros((10, 4, 4), np.uint8), labels=np.zeros(10, np.uint8), val_fraction=0.2, seed=0)
+    args = dict(images=np.zeros((10, 4, 4), np.uint8), labels=np.zeros(10, np.uint8),
+                val_fraction=0.2, seed=0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=param):
         train_val_split(**args)

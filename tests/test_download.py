@@ -115,7 +115,8 @@ def test_corrupt_content_moves_to_next_mirror(server, good, corrupt, tmp_path):
     server.routes["/a/" + FILE] = [("ok", corrupt)]
     server.routes["/b/" + FILE] = [("ok", good)]
     lines = []
-    path = dl.download(NAME, tmp_path, mirrors=_mirrors(server, "a", "b"), retries=3, backoff=0, log=lines.append)
+    path = dl.download(NAME, tmp_path, mirrors=_mirrors(server, "a", "b"), retries=3, backoff=0,
+                       log=lines.append)
     assert path.read_bytes() == good
     assert server.log == ["/a/" + FILE, "/b/" + FILE]  # a checksum mismatch is not retried
     assert "MD5" in lines[0] and "/a/" in lines[0]
@@ -126,7 +127,8 @@ def test_truncated_transfer_is_retried_then_falls_back(server, good, tmp_path):
     server.routes["/a/" + FILE] = [("short", good)]
     server.routes["/b/" + FILE] = [("ok", good)]
     lines = []
-    path = dl.download(NAME, tmp_path, mirrors=_mirrors(server, "a", "b"), retries=2, backoff=0, log=lines.append)
+    path = dl.download(NAME, tmp_path, mirrors=_mirrors(server, "a", "b"), retries=2, backoff=0,
+                       log=lines.append)
     assert path.read_bytes() == good
     assert server.log == ["/a/" + FILE, "/a/" + FILE, "/b/" + FILE]
     assert all("/a/" in line for line in lines[:2])
