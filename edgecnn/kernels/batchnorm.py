@@ -1,0 +1,183 @@
+"""Batch normalization over NCHW, per channel (PyTorch semantics).
+
+Training: batch mean and biased variance per channel normalize x; running_mean / running_var are
+updated in place with momentum, the variance unbiased (times M / (M - 1), M = N*H*W). Inference: the
+running statistics normalize x. save_mean / save_invstd (C,) keep what the backward needs.
+
+Kernels view x as (N, C, H*W). Statistics run one channel per prange task, summing each (n, c) plane
+then the planes in order of n: deterministic, and two-level sums keep float32 accurate on big batches.
+"""
+import math
+import numbers
+
+import numpy as np
+from numba import prange
+
+from .._jit import njit
+from ._common import check_array, check_out, check_shape, is_device_array
+
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+
+
+@njit(parallel=True)
+def batchnorm2d_fwd_cpu(x, gamma, beta, eps, momentum, update, running_mean, running_var, y,
+                        save_mean, save_invstd):
+    """Training forward with batch statistics; updates the running statistics when ``update``."""
+    N, C, L = x.shape
+    M = N * L
+    inv_m = _F1 / np.float32(M)
+    unbias = np.float32(M) / np.float32(max(M - 1, 1))
+    keep = _F1 - momentum
+    for c in prange(C):
+        s = _F0
+        for n in range(N):
+            ps = _F0
+            for i in range(L):
+                ps += x[n, c, i]
+            s += ps
+        mean = s * inv_m
+        v = _F0
+        for n in range(N):   # two-pass variance: no cancellation when |mean| >> std
+            pv = _F0
+            for i in range(L):
+                d = x[n, c, i] - mean
+                pv += d * d
+            v += pv
+        var = v * inv_m
+        invstd = _F1 / np.sqrt(var + eps)
+        save_mean[c] = mean
+        save_invstd[c] = invstd
+        if update:
+            running_mean[c] = keep * running_mean[c] + momentum * mean
+            running_var[c] = keep * running_var[c] + momentum * var * unbias
+        a = gamma[c] * invstd
+        b = beta[c]
+        for n in range(N):
+            for i in range(L):
+                y[n, c, i] = (x[n, c, i] - mean) * a + b
+
+
+@njit(parallel=True)
+def batchnorm2d_infer_fwd_cpu(x, gamma, beta, eps, running_mean, running_var, y, save_mean, save_invstd):
+    """Inference forward with the running statistics; one prange task per (n, c) plane."""
+    N, C, L = x.shape
+    for c in range(C):
+        save_mean[c] = running_mean[c]
+        save_invstd[c] = _F1 / np.sqrt(running_var[c] + eps)
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        mean = save_mean[c]
+        a = gamma[c] * save_invstd[c]
+        b = beta[c]
+        for i in range(L):
+            y[n, c, i] = (x[n, c, i] - mean) * a + b
+
+
+@njit(parallel=True)
+def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta):
+    """Training-mode backward: gbeta = sum gy, ggamma = sum gy * xhat,
+    gx = gamma * invstd * (gy - gbeta / M - xhat * ggamma / M). gx may be gy."""
+    N, C, L = x.shape
+    inv_m = _F1 / np.float32(N * L)
+    for c in prange(C):
+        mean = save_mean[c]
+        invstd = save_invstd[c]
+        sb = _F0
+        sg = _F0
+        for n in range(N):
+            pb = _F0
+            pg = _F0
+            for i in range(L):
+                g = gy[n, c, i]
+                pb += g
+                pg += g * (x[n, c, i] - mean)
+            sb += pb
+            sg += pg
+        sg *= invstd
+        gbeta[c] = sb
+        ggamma[c] = sg
+        a = gamma[c] * invstd
+        mb = sb * inv_m
+        mg = sg * inv_m * invstd
+        for n in range(N):
+            for i in range(L):
+                gx[n, c, i] = a * (gy[n, c, i] - mb - (x[n, c, i] - mean) * mg)
+
+
+def _host_only(op, *arrays):
+    if any(a is not None and is_device_array(a) for a in arrays):
+        raise TypeError(f"{op}: CUDA arrays are not supported yet (CPU kernels only)")
+
+
+def _real(op, name, v, lo, lo_open, hi=None):
+    ok = not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
+    ok = ok and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi)
+    if not ok:
+        bound = f"{'>' if lo_open else '>='} {lo}" + ("" if hi is None else f" and <= {hi}")
+        raise ValueError(f"{op}: {name} must be a finite number {bound}, got {v!r}")
+    return np.float32(v)
+
+
+def _channel_vec(op, name, a, c, x_shape):
+    check_array(op, name, a, 1)
+    if tuple(a.shape) != (c,):
+        raise ValueError(f"{op}: {name} must have shape ({c},) for x of shape {tuple(x_shape)}, "
+                         f"got {tuple(a.shape)}")
+    return a
+
+
+def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
+                        out=None, save_mean=None, save_invstd=None):
+    """(y, save_mean, save_invstd). Training normalizes with batch statistics and updates the running
+    ones in place (either may be None to skip the update); inference uses running_mean / running_var."""
+    op = "batchnorm2d_forward"
+    check_array(op, "x", x, 4)
+    n, c, h, w = x.shape
+    _channel_vec(op, "gamma", gamma, c, x.shape)
+    _channel_vec(op, "beta", beta, c, x.shape)
+    for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+        if a is None:
+            if not training:
+                raise TypeError(f"{op}: {name} is required in inference mode (x shape {tuple(x.shape)})")
+        else:
+            _channel_vec(op, name, a, c, x.shape)
+    if (running_mean is None) != (running_var is None):
+        raise TypeError(f"{op}: running_mean and running_var must both be arrays or both be None")
+    momentum = _real(op, "momentum", momentum, 0.0, False, 1.0)
+    eps = _real(op, "eps", eps, 0.0, True)
+    if training and n * h * w < 2:
+        raise ValueError(f"{op}: training needs more than 1 value per channel to estimate a variance, "
+                         f"got x of shape {tuple(x.shape)}")
+    _host_only(op, x, gamma, beta, running_mean, running_var, out, save_mean, save_invstd)
+    out = check_out(op, "out", out, x.shape)
+    save_mean = check_out(op, "save_mean", save_mean, (c,))
+    save_invstd = check_out(op, "save_invstd", save_invstd, (c,))
+    x3, y3 = x.reshape(n, c, h * w), out.reshape(n, c, h * w)
+    if training:
+        update = running_mean is not None
+        rm = running_mean if update else save_mean   # unused placeholders when not updating
+        rv = running_var if update else save_invstd
+        batchnorm2d_fwd_cpu(x3, gamma, beta, eps, momentum, update, rm, rv, y3, save_mean, save_invstd)
+    else:
+        batchnorm2d_infer_fwd_cpu(x3, gamma, beta, eps, running_mean, running_var, y3, save_mean, save_invstd)
+    return out, save_mean, save_invstd
+
+
+def batchnorm2d_backward(gy, x, gamma, save_mean, save_invstd, gx=None, ggamma=None, gbeta=None):
+    """(gx, ggamma, gbeta) of the training-mode forward; ggamma / gbeta overwritten. ``gx=gy`` works."""
+    op = "batchnorm2d_backward"
+    check_array(op, "x", x, 4)
+    check_array(op, "gy", gy, 4)
+    check_shape(op, "gy", gy, x.shape)
+    n, c, h, w = x.shape
+    for name, a in (("gamma", gamma), ("save_mean", save_mean), ("save_invstd", save_invstd)):
+        _channel_vec(op, name, a, c, x.shape)
+    _host_only(op, gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta)
+    gx = check_out(op, "gx", gx, x.shape)
+    ggamma = check_out(op, "ggamma", ggamma, (c,))
+    gbeta = check_out(op, "gbeta", gbeta, (c,))
+    batchnorm2d_bwd_input_cpu(gy.reshape(n, c, h * w), x.reshape(n, c, h * w), gamma, save_mean, save_invstd,
+                              gx.reshape(n, c, h * w), ggamma, gbeta)
+    return gx, ggamma, gbeta
