@@ -108,10 +108,12 @@ def download(name, dest_dir, mirrors=MIRRORS, retries=3, timeout=30.0, backoff=1
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name + ".gz"
         for attempt in range(1, retries + 1):
+            if log:
+                log(f"downloading {url}")
             outcome = _attempt(url, name, dest_dir, target, timeout)
             if outcome is None:
                 if log:
-                    log(f"downloaded {url} -> {target}")
+                    log(f"saved {target} (verified)")
                 return target
             retry, message = outcome
             tried.append(f"{url} (attempt {attempt}): {message}")
@@ -126,9 +128,10 @@ def download(name, dest_dir, mirrors=MIRRORS, retries=3, timeout=30.0, backoff=1
 
 
 def _advice():
-    return ("To use local files instead, put the four MNIST IDX files (train-images-idx3-ubyte, "
+    return ("Offline or behind a firewall? Put the four MNIST IDX files (train-images-idx3-ubyte, "
             "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; .gz or raw) in a "
-            "folder and pass --data-dir DIR (or set EDGECNN_DATA_DIR=DIR).")
+            "folder and pass --data-dir DIR (or set EDGECNN_DATA_DIR=DIR); they are read and verified "
+            "from there, nothing is downloaded.")
 
 
 def _attempt(url, name, dest_dir, target, timeout):

@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import pathlib
+import sys
 
 import numpy as np
 
@@ -77,7 +78,8 @@ def load_mnist(data_dir=None, download=True, mirrors=None, **download_options):
     """Load MNIST, verifying every file; download missing files into ``data_dir`` when ``download``.
 
     data_dir: a folder with the IDX files (gzip or raw); default ``default_data_dir()``.
-    mirrors / download_options: passed to ``edgecnn._mnist_download.download`` (tests, custom mirrors).
+    mirrors / download_options: passed to ``edgecnn._mnist_download.download`` (custom mirrors,
+    retries, timeout, backoff, log; progress lines go to stderr unless ``log`` is given).
     Raises DataError (a ValueError) naming the file for anything missing, corrupt or not MNIST.
     """
     data_dir = default_data_dir() if data_dir is None else pathlib.Path(os.fspath(data_dir)).expanduser()
@@ -91,6 +93,7 @@ def load_mnist(data_dir=None, download=True, mirrors=None, **download_options):
     if missing:
         from . import _mnist_download
         kwargs = dict(download_options)
+        kwargs.setdefault("log", lambda msg: print(f"edgecnn: {msg}", file=sys.stderr, flush=True))
         if mirrors is not None:
             kwargs["mirrors"] = mirrors
         for name in missing:

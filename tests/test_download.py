@@ -119,7 +119,9 @@ def test_corrupt_content_moves_to_next_mirror(server, good, corrupt, tmp_path):
                        log=lines.append)
     assert path.read_bytes() == good
     assert server.log == ["/a/" + FILE, "/b/" + FILE]  # a checksum mismatch is not retried
-    assert "MD5" in lines[0] and "/a/" in lines[0]
+    fails = [line for line in lines if "attempt" in line]
+    assert len(fails) == 1 and "MD5" in fails[0] and "/a/" in fails[0]
+    assert lines[0] == f"downloading {server.base}/a/{FILE}" and lines[-1].startswith("saved ")
     assert _leftovers(tmp_path) == [FILE]
 
 
@@ -131,7 +133,8 @@ def test_truncated_transfer_is_retried_then_falls_back(server, good, tmp_path):
                        log=lines.append)
     assert path.read_bytes() == good
     assert server.log == ["/a/" + FILE, "/a/" + FILE, "/b/" + FILE]
-    assert all("/a/" in line for line in lines[:2])
+    fails = [line for line in lines if "attempt" in line]
+    assert len(fails) == 2 and all("/a/" in line and "short read" in line for line in fails)
     assert _leftovers(tmp_path) == [FILE]
 
 
@@ -154,7 +157,7 @@ def test_timeout_is_reported_and_next_mirror_used(server, good, tmp_path):
                        backoff=0, log=lines.append)
     assert time.perf_counter() - t < 2.5
     assert path.read_bytes() == good
-    assert "timed out" in lines[0]
+    assert "timed out" in [line for line in lines if "attempt" in line][0]
 
 
 def test_all_mirrors_failing_is_one_clear_error_and_leaves_nothing(server, corrupt, tmp_path):
@@ -213,12 +216,14 @@ def test_response_without_content_length_works(server, good, tmp_path):
     assert dl.download(NAME, tmp_path, mirrors=_mirrors(server, "a"), backoff=0).read_bytes() == good
 
 
-def test_load_mnist_downloads_only_missing_files(server, mnist_dir, tmp_path):
+def test_load_mnist_downloads_only_missing_files(server, mnist_dir, tmp_path, capsys):
     for name in MNIST_FILES:
         if name != NAME:
             (tmp_path / (name + ".gz")).write_bytes((mnist_dir / (name + ".gz")).read_bytes())
     server.routes["/b/" + FILE] = [("ok", (mnist_dir / FILE).read_bytes())]
     mnist = load_mnist(tmp_path, mirrors=_mirrors(server, "a", "b"), backoff=0)
+    err = capsys.readouterr().err
+    assert f"edgecnn: downloading {server.base}/b/{FILE}" in err and "verified" in err
     assert server.log == ["/a/" + FILE, "/b/" + FILE]
     np.testing.assert_array_equal(mnist.test_labels[:5], [7, 2, 1, 0, 4])
     assert (tmp_path / FILE).exists()
