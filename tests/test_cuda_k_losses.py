@@ -62,10 +62,14 @@ def test_loss_can_stay_on_device_and_is_deterministic():
     assert host(out)[0] == np.float32(again)  # bit-identical: fixed reduction order
 
 
-def test_bad_label_gives_nan_not_a_bad_read():
+def test_bad_label_is_an_error_or_nan_on_device_never_a_bad_read():
+    from numba import cuda
     z, labels = np.zeros((2, 3), np.float32), np.array([0, 7], np.int32)
-    loss, grad = G.softmax_cross_entropy(dev(z), dev(labels))
-    assert np.isnan(loss) and np.isnan(host(grad)[1]).all()
+    with pytest.raises(ValueError, match="labels"):
+        G.softmax_cross_entropy(dev(z), dev(labels))
+    out = cuda.device_array(1, np.float32)
+    _, grad = G.softmax_cross_entropy(dev(z), dev(labels), loss_out=out)
+    assert np.isnan(host(out)[0]) and np.isnan(host(grad)[1]).all() and not np.isnan(host(grad)[0]).any()
 
 
 def test_bce_with_logits():

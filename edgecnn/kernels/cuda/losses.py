@@ -4,7 +4,9 @@ One thread per row (softmax cross-entropy) or per element (BCE, MSE) writes its 
 term into a scratch vector; a two-pass block reduction (``_reduce.device_sum``, fixed order, no
 atomics) sums the terms. The entry points return the loss as a Python float like the CPU ones (one
 4-byte copy to the host, which synchronizes); pass ``loss_out`` (a (1,) device array) to keep the mean
-loss on the device instead, as a device-resident training loop wants.
+loss on the device instead, as a device-resident training loop wants. Labels are not range-checked
+up front (that would cost a copy and a sync every step): a label outside [0, K) makes its row's loss
+and gradient NaN, and the float-returning path then checks the labels and raises ValueError.
 """
 import math
 
@@ -88,7 +90,15 @@ def softmax_cross_entropy(logits, labels, grad=None, loss_out=None):
     grad = _device.out_or_empty(grad, logits.shape)
     terms = _device.empty((n,))
     softmax_xent_cuda[_launch.grid1d(n)](logits, labels, np.float32(1.0 / n), grad, terms)
-    return _finish(terms, n, loss_out), grad
+    loss = _finish(terms, n, loss_out)
+    if loss_out is None and math.isnan(loss):
+        # a NaN is either from the logits or from a label out of range: only now look at the labels
+        lab = labels.copy_to_host()
+        k = logits.shape[1]
+        if lab.min() < 0 or lab.max() >= k:
+            raise ValueError(f"softmax_cross_entropy: labels must be in [0, {k}) for logits of shape "
+                             f"{tuple(logits.shape)}, got values from {lab.min()} to {lab.max()}")
+    return loss, grad
 
 
 def _elementwise(kernel, a, b, grad, loss_out):
