@@ -68,3 +68,11 @@ def test_batchnorm_forward_backward(training):
             want = bwd(gy, x, gamma, want_m, want_i)
         for got, w, name in zip((gx, gg, gb), want, ("gx", "ggamma", "gbeta")):
             close(got, w, name)
+
+
+def test_training_without_running_stats():
+    rng = np.random.default_rng(5)
+    x, gamma, beta = rand(rng, 2, 3, 2, 2), rand(rng, 3), rand(rng, 3)
+    y, sm, si = G.batchnorm2d_forward(dev(x), dev(gamma), dev(beta), None, None, True, 0.1, 1e-5)
+    want_y = _fwd_ref(x, gamma, beta, np.zeros(3), np.ones(3), True, 0.1, 1e-5)[0]
+    close(y, want_y)

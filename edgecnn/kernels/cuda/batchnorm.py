@@ -35,7 +35,7 @@ def _channel_sum(x3, c, shift, square):
 
 
 @cuda_jit
-def bn_stats_cuda(x3, momentum, eps, running_mean, running_var, save_mean, save_invstd):
+def bn_stats_cuda(x3, momentum, eps, update, running_mean, running_var, save_mean, save_invstd):
     buf = cuda.shared.array(_R, np.float32)
     c = cuda.blockIdx.x
     N, _, HW = x3.shape
@@ -45,9 +45,10 @@ def bn_stats_cuda(x3, momentum, eps, running_mean, running_var, save_mean, save_
     if cuda.threadIdx.x == 0:
         save_mean[c] = mean
         save_invstd[c] = _F1 / math.sqrt(var + eps)
-        unbiased = var * np.float32(count) / np.float32(count - 1) if count > 1 else var
-        running_mean[c] = (_F1 - momentum) * running_mean[c] + momentum * mean
-        running_var[c] = (_F1 - momentum) * running_var[c] + momentum * unbiased
+        if update:
+            unbias = np.float32(count) / np.float32(count - 1 if count > 1 else 1)
+            running_mean[c] = (_F1 - momentum) * running_mean[c] + momentum * mean
+            running_var[c] = (_F1 - momentum) * running_var[c] + momentum * var * unbias
 
 
 @cuda_jit
@@ -67,7 +68,7 @@ def bn_apply_cuda(x3, mean, invstd, gamma, beta, y3):
         n = i // (C * HW)
         c = (i // HW) % C
         j = i % HW
-        y3[n, c, j] = (x3[n, c, j] - mean[c]) * invstd[c] * gamma[c] + beta[c]
+        y3[n, c, j] = (x3[n, c, j] - mean[c]) * (gamma[c] * invstd[c]) + beta[c]
 
 
 @cuda_jit
@@ -94,7 +95,8 @@ def bn_bwd_reduce_cuda(gy3, x3, save_mean, save_invstd, ggamma, gbeta):
 
 @cuda_jit
 def bn_bwd_input_cuda(gy3, x3, gamma, save_mean, save_invstd, ggamma, gbeta, gx3):
-    """gx = gamma * invstd * (gy - gbeta/M - xhat * ggamma/M), M = N*H*W."""
+    """gx = gamma * invstd * (gy - gbeta/M - (x - mean) * ggamma/M * invstd), M = N*H*W (the CPU's
+    grouping of the same formula)."""
     N, C, HW = x3.shape
     i = cuda.grid(1)
     if i < N * C * HW:
@@ -103,8 +105,8 @@ def bn_bwd_input_cuda(gy3, x3, gamma, save_mean, save_invstd, ggamma, gbeta, gx3
         j = i % HW
         inv_m = _F1 / np.float32(N * HW)
         s = save_invstd[c]
-        xhat = (x3[n, c, j] - save_mean[c]) * s
-        gx3[n, c, j] = gamma[c] * s * (gy3[n, c, j] - gbeta[c] * inv_m - xhat * ggamma[c] * inv_m)
+        mg = ggamma[c] * inv_m * s
+        gx3[n, c, j] = gamma[c] * s * (gy3[n, c, j] - gbeta[c] * inv_m - (x3[n, c, j] - save_mean[c]) * mg)
 
 
 # ------------------------------------------------------------------------------------------ entry points
@@ -121,9 +123,11 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training=True
     out = _device.out_or_empty(out, x.shape)
     save_mean = _device.out_or_empty(save_mean, (c,))
     save_invstd = _device.out_or_empty(save_invstd, (c,))
-    if training:
-        bn_stats_cuda[_launch.grid_reduce(c)](_3d(x), np.float32(momentum), np.float32(eps), running_mean,
-                                              running_var, save_mean, save_invstd)
+    if training:  # running_mean / running_var None: no update (as on the CPU)
+        update = running_mean is not None
+        rm, rv = (running_mean, running_var) if update else (_device.dummy(), _device.dummy())
+        bn_stats_cuda[_launch.grid_reduce(c)](_3d(x), np.float32(momentum), np.float32(eps), update, rm, rv,
+                                              save_mean, save_invstd)
     else:
         bn_running_params_cuda[_launch.grid1d(c)](running_mean, running_var, np.float32(eps), save_mean,
                                                   save_invstd)
@@ -148,6 +152,6 @@ def ptx_cases():
     x = np.zeros((2, 3, 4), np.float32)
     v = np.zeros(3, np.float32)
     f = np.float32(0.1)
-    return [(bn_stats_cuda, (x, f, f, v, v, v, v)), (bn_running_params_cuda, (v, v, f, v, v)),
+    return [(bn_stats_cuda, (x, f, f, True, v, v, v, v)), (bn_running_params_cuda, (v, v, f, v, v)),
             (bn_apply_cuda, (x, v, v, v, v, x)), (bn_bwd_reduce_cuda, (x, x, v, v, v, v)),
             (bn_bwd_input_cuda, (x, x, v, v, v, v, v, x))]
