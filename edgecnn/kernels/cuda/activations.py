@@ -105,9 +105,9 @@ def softmax_fwd_cuda(x, y, log):
         for k in range(K):
             s += math.exp(x[n, k] - m)
         if log:
-            lse = m + math.log(s)
+            ls = math.log(s)
             for k in range(K):
-                y[n, k] = x[n, k] - lse
+                y[n, k] = (x[n, k] - m) - ls  # not x - (m + ls): m + ls rounds away ls when |m| is 1e4
         else:
             inv = _F1 / s
             for k in range(K):

@@ -35,14 +35,13 @@ def softmax_xent_cuda(logits, labels, scale, grad, terms):
         s = _F0
         for k in range(K):
             s += math.exp(logits[n, k] - m)
-        lse = m + math.log(s)
         if lab < 0 or lab >= K:
             nan = np.float32(math.nan)
             terms[n] = nan
             for k in range(K):
                 grad[n, k] = nan
             return
-        terms[n] = lse - logits[n, lab]
+        terms[n] = (m - logits[n, lab]) + math.log(s)  # not (m + log s) - z: exact for |z| ~ 1e4
         inv = _F1 / s
         for k in range(K):
             p = math.exp(logits[n, k] - m) * inv
