@@ -1,0 +1,76 @@
+"""``edgecnn live``: classify handwritten digits from a camera, video file, image folder or stream URL."""
+import json
+import sys
+
+import click
+
+KEYS_HELP = "Keys: q or Esc quit, f cycles the filter view, space pauses, s saves a snapshot."
+
+
+@click.command("live", context_settings={"show_default": True}, epilog=KEYS_HELP)
+@click.argument("source", required=False, default="0")
+@click.option("--model", "model", default=None, metavar="FILE",
+              help="Model file [default: edgecnn-model.ecnn, what `edgecnn train` saves].")
+@click.option("--headless/--window", "headless", default=None,
+              help="No window [default: automatic; headless when there is no display or OpenCV has no GUI].")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Write one JSON object per frame (JSON lines).")
+@click.option("--record", type=click.Path(dir_okay=False), default=None, help="Save the annotated video (mp4).")
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after N frames.")
+@click.option("--filter", "filters", multiple=True, metavar="SPEC",
+              help="Filter run on the gray frame before binarization (edgecnn.filters names, repeatable; "
+                   "e.g. gaussian or gaussian:ksize=5).")
+@click.option("--view", default=None, metavar="FILTER",
+              help="Show a side-by-side filter view (gradient_magnitude, sobel_x, ..., ink); f cycles.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.5,
+              help="Reject digits classified below this probability.")
+@click.option("--binarize", type=click.Choice(["adaptive", "otsu"]), default="adaptive",
+              help="Ink threshold: fixed darkness relative to the local paper, or Otsu's level (floored).")
+@click.option("--threshold", type=click.IntRange(1, 254), default=64,
+              help="Ink level, 255 * darkness relative to the local paper (64: 25% darker).")
+@click.option("--min-size", type=click.IntRange(4), default=12, help="Smallest digit height, pixels.")
+@click.option("--reconnects", type=click.IntRange(0), default=5,
+              help="Reconnect attempts (exponential backoff) when a camera or stream stops delivering.")
+@click.option("--snapshot-dir", type=click.Path(file_okay=False), default=".", help="Where s saves snapshots.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", help="Where to run.")
+@click.option("--summary-json", type=click.Path(dir_okay=False), default=None,
+              help="Also write the end-of-run summary as JSON.")
+def live(source, model, headless, output, record, max_frames, filters, view, min_confidence, binarize, threshold,
+         min_size, reconnects, snapshot_dir, device, summary_json):
+    """Classify handwritten digits in SOURCE: a camera index [default 0], a video file, an image folder or
+    a stream URL. Prints a summary (frames, FPS, latency percentiles) at the end."""
+    from edgecnn import live as L
+    from edgecnn.live_sources import SourceError
+
+    if device == "auto":
+        device = "cpu"
+    opts = L.LiveOptions(source=source, model=model, headless=headless, output=output, record=record,
+                         max_frames=max_frames, filters=tuple(filters), view=view, min_confidence=min_confidence,
+                         binarize=binarize, threshold=threshold, min_size=min_size, reconnects=reconnects,
+                         snapshot_dir=snapshot_dir, device=device)
+    classifier = _load_model(model or L.default_model_path(), model is None)
+    try:
+        summary = L.run(opts, classifier, log=lambda m: click.echo(m, err=True))
+    except SourceError as e:
+        raise click.ClickException(str(e)) from None
+    except ValueError as e:
+        raise click.UsageError(str(e).replace("live: ", "")) from None
+    click.echo(L.format_summary(summary), err=True)
+    if summary_json:
+        with open(summary_json, "w") as f:
+            json.dump(summary, f, indent=1)
+    if not summary["ok"]:
+        sys.exit(1)
+
+
+def _load_model(path, is_default):
+    import os
+
+    from edgecnn import io as eio
+    if not os.path.exists(path):
+        hint = " (train one with `edgecnn train`, or pass --model FILE)" if is_default else ""
+        raise click.ClickException(f"model file {path} not found{hint}")
+    try:
+        return eio.load(path)
+    except (eio.ModelFileError, OSError, ValueError) as e:
+        raise click.ClickException(f"cannot load model {path}: {e}") from None
