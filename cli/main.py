@@ -11,6 +11,7 @@ from edgecnn import __version__
 
 # name -> "module:attribute" of a click command, registered in this order.
 COMMANDS = {
+    "live": "edgecnn_cli.live:live",
 }
 
 
