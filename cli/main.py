@@ -11,6 +11,10 @@ from edgecnn import __version__
 
 # name -> "module:attribute" of a click command, registered in this order.
 COMMANDS = {
+    "train": "edgecnn_cli.train:command",
+    "eval": "edgecnn_cli.eval:command",
+    "summary": "edgecnn_cli.summary:command",
+    "predict": "edgecnn_cli.predict:command",
     "live": "edgecnn_cli.live:live",
 }
 
