@@ -11,5 +11,6 @@ from .pool import (avg_pool2d_bwd_ref, avg_pool2d_ref, global_avg_pool2d_bwd_ref
 from .activations import (identity_bwd_ref, identity_ref, leaky_relu_bwd_ref, leaky_relu_ref, log_softmax_bwd_ref, log_softmax_ref, relu_bwd_ref, relu_ref, sigmoid_bwd_ref, sigmoid_ref, softmax_bwd_ref, softmax_ref, tanh_bwd_ref, tanh_ref)  # noqa: F401,E501
 from .dense import dense_bwd_ref, dense_ref  # noqa: F401
 from .losses import (bce_with_logits_grad_ref, bce_with_logits_ref, mse_loss_grad_ref, mse_loss_ref, softmax_cross_entropy_grad_ref, softmax_cross_entropy_ref)  # noqa: F401,E501
+from .affine import affine_forward_matrix_ref, bilinear_warp_ref  # noqa: F401
 from .dropout import dropout_bwd_ref, dropout_mask_ref, dropout_ref  # noqa: F401
 from .batchnorm import batchnorm2d_bwd_ref, batchnorm2d_infer_ref, batchnorm2d_running_ref, batchnorm2d_train_ref  # noqa: F401,E501
