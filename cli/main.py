@@ -16,6 +16,7 @@ COMMANDS = {
     "summary": "edgecnn_cli.summary:command",
     "predict": "edgecnn_cli.predict:command",
     "live": "edgecnn_cli.live:live",
+    "filter": "edgecnn_cli.filter:filter_cmd",
 }
 
 

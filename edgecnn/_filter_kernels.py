@@ -69,19 +69,21 @@ def load_row(src, r, colmap, left, W, cn, gray, is_u8, buf):
         return
     row = src[r]
     if gray:
+        dst = buf[left:left + W]
         if is_u8:
             for x in range(W):
-                buf[left + x] = (np.int32(row[3 * x]) * 3735 + np.int32(row[3 * x + 1]) * 19235
-                                 + np.int32(row[3 * x + 2]) * 9798 + 16384) >> 15
+                dst[x] = (np.int32(row[3 * x]) * 3735 + np.int32(row[3 * x + 1]) * 19235
+                          + np.int32(row[3 * x + 2]) * 9798 + 16384) >> 15
         else:
             for x in range(W):
-                buf[left + x] = (np.float32(row[3 * x]) * np.float32(0.114)
-                                 + np.float32(row[3 * x + 1]) * np.float32(0.587)
-                                 + np.float32(row[3 * x + 2]) * np.float32(0.299))
+                dst[x] = (np.float32(row[3 * x]) * np.float32(0.114)
+                          + np.float32(row[3 * x + 1]) * np.float32(0.587)
+                          + np.float32(row[3 * x + 2]) * np.float32(0.299))
     else:
         off = left * cn
+        dst = buf[off:off + W * cn]  # slices keep indices provably >= 0, so loops vectorize
         for x in range(W * cn):
-            buf[off + x] = row[x]
+            dst[x] = row[x]
     _fill_border_cols(buf, colmap, left, W, cn)
 
 
@@ -103,37 +105,202 @@ def _chunk(c, nchunks, H):
     return c * H // nchunks, (c + 1) * H // nchunks
 
 
+# ------------------------------------------------------------------------------ shared pieces
+@njit
+def _wsum(dst, src, offs, w, n, accumulate):
+    """dst[:n] (+)= sum_t w[t] * src[offs[t] : offs[t] + n], taps fused three at a time so each
+    pass reads and writes dst once (slices keep the loops vectorizable)."""
+    T = w.shape[0]
+    if T == 0 and not accumulate:
+        dst[:n] = 0
+    t = 0
+    while t < T:
+        r = T - t
+        if r >= 3:
+            a = src[offs[t]:offs[t] + n]
+            b = src[offs[t + 1]:offs[t + 1] + n]
+            c = src[offs[t + 2]:offs[t + 2] + n]
+            wa, wb, wc = w[t], w[t + 1], w[t + 2]
+            if accumulate:
+                for x in range(n):
+                    dst[x] += wa * a[x] + wb * b[x] + wc * c[x]
+            else:
+                for x in range(n):
+                    dst[x] = wa * a[x] + wb * b[x] + wc * c[x]
+            t += 3
+        elif r == 2:
+            a = src[offs[t]:offs[t] + n]
+            b = src[offs[t + 1]:offs[t + 1] + n]
+            wa, wb = w[t], w[t + 1]
+            if accumulate:
+                for x in range(n):
+                    dst[x] += wa * a[x] + wb * b[x]
+            else:
+                for x in range(n):
+                    dst[x] = wa * a[x] + wb * b[x]
+            t += 2
+        else:
+            a = src[offs[t]:offs[t] + n]
+            wa = w[t]
+            if accumulate:
+                for x in range(n):
+                    dst[x] += wa * a[x]
+            else:
+                for x in range(n):
+                    dst[x] = wa * a[x]
+            t += 1
+        accumulate = True
+
+
+@njit
+def _wsum_rows(dst, ring, slots, w, n):
+    """dst[:n] = sum_t w[t] * ring[slots[t], :n] (the column pass over ring rows)."""
+    T = w.shape[0]
+    if T == 0:
+        dst[:n] = 0
+    t = 0
+    accumulate = False
+    while t < T:
+        r = T - t
+        if r >= 3:
+            a = ring[slots[t]]
+            b = ring[slots[t + 1]]
+            c = ring[slots[t + 2]]
+            wa, wb, wc = w[t], w[t + 1], w[t + 2]
+            if accumulate:
+                for x in range(n):
+                    dst[x] += wa * a[x] + wb * b[x] + wc * c[x]
+            else:
+                for x in range(n):
+                    dst[x] = wa * a[x] + wb * b[x] + wc * c[x]
+            t += 3
+        elif r == 2:
+            a = ring[slots[t]]
+            b = ring[slots[t + 1]]
+            wa, wb = w[t], w[t + 1]
+            if accumulate:
+                for x in range(n):
+                    dst[x] += wa * a[x] + wb * b[x]
+            else:
+                for x in range(n):
+                    dst[x] = wa * a[x] + wb * b[x]
+            t += 2
+        else:
+            a = ring[slots[t]]
+            wa = w[t]
+            if accumulate:
+                for x in range(n):
+                    dst[x] += wa * a[x]
+            else:
+                for x in range(n):
+                    dst[x] = wa * a[x]
+            t += 1
+        accumulate = True
+
+
+@njit
+def _post(acc, orow, n, post, p0, p1, out_u8):
+    """Write one accumulated float32 row to the output row.
+
+    POST_SATURATE: exact integer sums -> clamp to uint8;
+    POST_GAUSS_Q16: (v + 2**15) >> 16; POST_BOX_DIV: ((v + p0) * p1) >> 23 (OpenCV's
+    ColumnSum<ushort, uchar>); POST_BOX_FLOAT: v * float32(1/p0) rounded in the first multiple of
+    8 elements (OpenCV's SIMD lanes), v * double(1/p0) in the tail. Sums are integers below 2**24,
+    so float32 holds them exactly and these match OpenCV's integer arithmetic bit for bit.
+    float32 outputs (out_u8 False) take the sums as they are."""
+    if post == POST_SATURATE:
+        if not out_u8:
+            for x in range(n):
+                orow[x] = acc[x]
+        else:
+            lo = np.float32(0)
+            hi = np.float32(255)
+            for x in range(n):
+                orow[x] = min(max(acc[x], lo), hi)
+    elif post == POST_GAUSS_Q16:
+        for x in range(n):
+            orow[x] = np.int32(acc[x] + np.float32(32768)) >> 16
+    elif post == POST_BOX_DIV:
+        for x in range(n):
+            orow[x] = (np.int64(acc[x]) + p0) * p1 >> 23
+    else:
+        nvec = (n // 8) * 8
+        s32 = np.float32(1.0 / p0)
+        s64 = 1.0 / p0
+        for x in range(nvec):
+            orow[x] = _round_sat_u8(acc[x] * s32)
+        for x in range(nvec, n):
+            orow[x] = _round_sat_u8(np.float32(np.rint(np.float64(acc[x]) * s64)))
+
+
+@njit
+def _col_post(orow, acc, ring, slots, w, n, post, p0, p1, out_u8, scale):
+    """Column pass and _post in one sweep when there are at most 3 column taps and the output
+    rule is a clamp, the Q16 rounding or a float32 store (the common 3x3 cases); else two."""
+    T = w.shape[0]
+    if 1 <= T <= 3 and (post == POST_SATURATE or post == POST_GAUSS_Q16 or not out_u8):
+        a = ring[slots[0]]
+        b = a
+        c = a
+        wa = w[0]
+        wb = np.float32(0)
+        wc = np.float32(0)
+        if T >= 2:
+            b = ring[slots[1]]
+            wb = w[1]
+        if T == 3:
+            c = ring[slots[2]]
+            wc = w[2]
+        if not out_u8:
+            for x in range(n):
+                orow[x] = (wa * a[x] + wb * b[x] + wc * c[x]) * scale
+        elif post == POST_SATURATE:
+            lo = np.float32(0)
+            hi = np.float32(255)
+            for x in range(n):
+                orow[x] = min(max(wa * a[x] + wb * b[x] + wc * c[x], lo), hi)
+        else:
+            for x in range(n):
+                orow[x] = np.int32(wa * a[x] + wb * b[x] + wc * c[x] + np.float32(32768)) >> 16
+        return
+    _wsum_rows(acc, ring, slots, w, n)
+    if out_u8:
+        _post(acc, orow, n, post, p0, p1, True)
+    else:
+        for x in range(n):
+            orow[x] = acc[x] * scale
+
+
 # ----------------------------------------------------------------------------------- 2-D kernels
-@njit(parallel=True)
-def corr2d_int(src, W, cn, gray, rowmap, colmap, left, ti, tj, tk, kh, kw, out, nchunks):
-    """uint8 -> uint8 with an integer kernel (taps ti, tj, tk in raster order), exact in int32."""
+def _corr2d(src, W, cn, gray, is_u8, rowmap, colmap, left, rstart, offs, w, kh, kw, out, nchunks):
+    """Correlation with a 2-D kernel given as taps grouped by kernel row: taps rstart[i] ..
+    rstart[i+1] belong to kernel row i (element offsets offs, weights w). float32 accumulation;
+    uint8 outputs get exact integer sums clamped (the caller only sends kernels whose partial
+    sums stay below 2**24), float32 outputs the sums."""
     H = out.shape[0]
     L = (W + kw - 1) * cn
     WC = W * cn
     for c in prange(nchunks):
         y0, y1 = _chunk(c, nchunks, H)
-        ring = np.empty((kh, L), np.int32)
-        acc = np.empty(WC, np.int32)
+        ring = np.empty((kh, L), np.float32)
+        acc = np.empty(WC, np.float32)
         for p in range(y0, y0 + kh - 1):
-            load_row(src, rowmap[p], colmap, left, W, cn, gray, True, ring[p % kh])
+            load_row(src, rowmap[p], colmap, left, W, cn, gray, is_u8, ring[p % kh])
         for y in range(y0, y1):
             p = y + kh - 1
-            load_row(src, rowmap[p], colmap, left, W, cn, gray, True, ring[p % kh])
-            acc[:] = 0
-            for t in range(tk.shape[0]):
-                k = tk[t]
-                b = ring[(y + ti[t]) % kh]
-                o = tj[t] * cn
-                for x in range(WC):
-                    acc[x] += k * b[x + o]
-            orow = out[y]
-            for x in range(WC):
-                v = acc[x]
-                orow[x] = 0 if v < 0 else (255 if v > 255 else v)
+            load_row(src, rowmap[p], colmap, left, W, cn, gray, is_u8, ring[p % kh])
+            first = True
+            for i in range(kh):
+                t0, t1 = rstart[i], rstart[i + 1]
+                if t1 > t0:
+                    _wsum(acc, ring[(y + i) % kh], offs[t0:t1], w[t0:t1], WC, not first)
+                    first = False
+            if first:
+                acc[:] = 0
+            _post(acc, out[y], WC, POST_SATURATE, 0, 0, is_u8)
 
 
-@njit(parallel=True)
-def corr2d_u8float(src, W, cn, gray, rowmap, colmap, left, ti, tj, tk, kh, kw, out, nchunks):
+def _corr2d_u8float(src, W, cn, gray, rowmap, colmap, left, ti, tj, tk, kh, kw, out, nchunks):
     """uint8 -> uint8 with a general float32 kernel, summed like OpenCV's filter2D (raster tap
     order, float32, no FMA: the float64 round trips forbid contraction), then cvRound + saturate."""
     H = out.shape[0]
@@ -151,153 +318,63 @@ def corr2d_u8float(src, W, cn, gray, rowmap, colmap, left, ti, tj, tk, kh, kw, o
             acc[:] = 0
             for t in range(tk.shape[0]):
                 k = np.float64(tk[t])
-                b = ring[(y + ti[t]) % kh]
                 o = tj[t] * cn
+                b = ring[(y + ti[t]) % kh][o:o + WC]
                 for x in range(WC):
-                    prod = np.float32(k * np.float64(b[x + o]))
+                    prod = np.float32(k * np.float64(b[x]))
                     acc[x] = np.float32(np.float64(acc[x]) + np.float64(prod))
             orow = out[y]
             for x in range(WC):
                 orow[x] = _round_sat_u8(acc[x])
 
 
-@njit(parallel=True)
-def corr2d_f32(src, W, cn, gray, rowmap, colmap, left, ti, tj, tk, kh, kw, out, nchunks):
-    """float32 -> float32 correlation (sums start at float32 zero, taps in raster order)."""
-    H = out.shape[0]
-    L = (W + kw - 1) * cn
-    WC = W * cn
-    for c in prange(nchunks):
-        y0, y1 = _chunk(c, nchunks, H)
-        ring = np.empty((kh, L), np.float32)
-        for p in range(y0, y0 + kh - 1):
-            load_row(src, rowmap[p], colmap, left, W, cn, gray, False, ring[p % kh])
-        for y in range(y0, y1):
-            p = y + kh - 1
-            load_row(src, rowmap[p], colmap, left, W, cn, gray, False, ring[p % kh])
-            orow = out[y]
-            orow[:] = np.float32(0)
-            for t in range(tk.shape[0]):
-                k = tk[t]
-                b = ring[(y + ti[t]) % kh]
-                o = tj[t] * cn
-                for x in range(WC):
-                    orow[x] += k * b[x + o]
-
-
 # ---------------------------------------------------------------------------- separable kernels
-@njit
-def _row_pass(buf, kx, cn, WC, h):
-    h[:] = 0
-    for j in range(kx.shape[0]):
-        k = kx[j]
-        if k != 0:
-            o = j * cn
-            for x in range(WC):
-                h[x] += k * buf[x + o]
-
-
-@njit(parallel=True)
-def sep_int(src, W, cn, gray, rowmap, colmap, left, kx, ky, post, p0, p1, out, nchunks):
-    """uint8 -> uint8 with integer row/column kernels kx, ky (exact int32 sums), then ``post``:
-    saturate; Gaussian Q16 rounding; blur's multiply-shift division (p0 = delta, p1 = multiplier);
-    blur's float scaling (p0 = area) as OpenCV's ColumnSum<int, uchar> does it."""
+def _sep(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh, kw, post, p0, p1,
+         scale, out, nchunks):
+    """Separable correlation: row taps (element offsets kxo, weights kxw) into a float32 ring of
+    kh row-filtered lines, then column taps (kernel rows kyi, weights kyw), then _post."""
     H = out.shape[0]
-    kh = ky.shape[0]
-    kw = kx.shape[0]
     L = (W + kw - 1) * cn
     WC = W * cn
-    nvec = (WC // 8) * 8  # OpenCV's SIMD part (float32 scale); the tail uses double
-    scale32 = np.float32(1.0 / p0) if post == POST_BOX_FLOAT else np.float32(1)
-    scale64 = 1.0 / p0 if post == POST_BOX_FLOAT else 1.0
-    for c in prange(nchunks):
-        y0, y1 = _chunk(c, nchunks, H)
-        buf = np.empty(L, np.int32)
-        ring = np.empty((kh, WC), np.int32)
-        acc = np.empty(WC, np.int32)
-        for p in range(y0, y0 + kh - 1):
-            r = rowmap[p]
-            if r < 0:
-                ring[p % kh, :] = 0
-            else:
-                load_row(src, r, colmap, left, W, cn, gray, True, buf)
-                _row_pass(buf, kx, cn, WC, ring[p % kh])
-        for y in range(y0, y1):
-            p = y + kh - 1
-            r = rowmap[p]
-            if r < 0:
-                ring[p % kh, :] = 0
-            else:
-                load_row(src, r, colmap, left, W, cn, gray, True, buf)
-                _row_pass(buf, kx, cn, WC, ring[p % kh])
-            acc[:] = 0
-            for i in range(kh):
-                k = ky[i]
-                if k != 0:
-                    b = ring[(y + i) % kh]
-                    for x in range(WC):
-                        acc[x] += k * b[x]
-            orow = out[y]
-            if post == POST_SATURATE:
-                for x in range(WC):
-                    v = acc[x]
-                    orow[x] = 0 if v < 0 else (255 if v > 255 else v)
-            elif post == POST_GAUSS_Q16:
-                for x in range(WC):
-                    orow[x] = (acc[x] + 32768) >> 16
-            elif post == POST_BOX_DIV:
-                for x in range(WC):
-                    orow[x] = ((np.int64(acc[x]) + p0) * p1) >> 23
-            else:
-                for x in range(nvec):
-                    orow[x] = _round_sat_u8(np.float32(acc[x]) * scale32)
-                for x in range(nvec, WC):
-                    orow[x] = _round_sat_u8(np.rint(acc[x] * scale64))
-
-
-@njit(parallel=True)
-def sep_f32(src, W, cn, gray, rowmap, colmap, left, kx, ky, scale, out, nchunks):
-    """float32 -> float32 separable correlation, times ``scale`` (box filters)."""
-    H = out.shape[0]
-    kh = ky.shape[0]
-    kw = kx.shape[0]
-    L = (W + kw - 1) * cn
-    WC = W * cn
+    slots = np.empty(kyi.shape[0], np.int64)
     for c in prange(nchunks):
         y0, y1 = _chunk(c, nchunks, H)
         buf = np.empty(L, np.float32)
         ring = np.empty((kh, WC), np.float32)
-        for p in range(y0, y0 + kh - 1):
+        acc = np.empty(WC, np.float32)
+        sl = slots.copy()
+        for p in range(y0, y1 + kh - 1):
             r = rowmap[p]
             if r < 0:
                 ring[p % kh, :] = 0
             else:
-                load_row(src, r, colmap, left, W, cn, gray, False, buf)
-                _row_pass(buf, kx, cn, WC, ring[p % kh])
-        for y in range(y0, y1):
-            p = y + kh - 1
-            r = rowmap[p]
-            if r < 0:
-                ring[p % kh, :] = 0
-            else:
-                load_row(src, r, colmap, left, W, cn, gray, False, buf)
-                _row_pass(buf, kx, cn, WC, ring[p % kh])
-            orow = out[y]
-            orow[:] = np.float32(0)
-            for i in range(kh):
-                k = ky[i]
-                if k != 0:
-                    b = ring[(y + i) % kh]
-                    for x in range(WC):
-                        orow[x] += k * b[x]
-            if scale != np.float32(1):
-                for x in range(WC):
-                    orow[x] *= scale
+                load_row(src, r, colmap, left, W, cn, gray, is_u8, buf)
+                _wsum(ring[p % kh], buf, kxo, kxw, WC, False)
+            y = p - (kh - 1)
+            if y < y0:
+                continue
+            for t in range(kyi.shape[0]):
+                sl[t] = (y + kyi[t]) % kh
+            _col_post(out[y], acc, ring, sl, kyw, WC, post, p0, p1, is_u8, scale)
+
+
+def _compile(f, parallel):
+    """A parallel and a serial dispatcher from one body (distinct names keep their caches apart)."""
+    import types
+    name = f.__name__.lstrip("_") + ("_par" if parallel else "_ser")
+    g = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), f.__globals__, name)
+    g.__qualname__ = name
+    g.__doc__ = f.__doc__
+    return njit(g, parallel=parallel)
+
+
+corr2d_par, corr2d_ser = _compile(_corr2d, True), _compile(_corr2d, False)
+corr2d_u8float_par, corr2d_u8float_ser = _compile(_corr2d_u8float, True), _compile(_corr2d_u8float, False)
+sep_par, sep_ser = _compile(_sep, True), _compile(_sep, False)
 
 
 # ----------------------------------------------------------------------------------- gradients
-@njit(parallel=True)
-def gradient(src, W, cn, gray, is_u8, rowmap, colmap, left, ka, kb, want_mag, out, nchunks):
+def _gradient(src, W, cn, gray, is_u8, rowmap, colmap, left, ka, kb, want_mag, out, nchunks):
     """Magnitude (want_mag) or orientation of (gx, gy), gx = rows ka x cols kb, gy = its transpose
     (ka smoothing, kb derivative, both length 3), computed from one ring of padded float32 rows.
     Magnitude: sqrt(gx^2 + gy^2) in float32 (rounded and saturated for uint8 outputs);
@@ -322,15 +399,19 @@ def gradient(src, W, cn, gray, is_u8, rowmap, colmap, left, ka, kb, want_mag, ou
             a0, a1, a2 = ka[0], ka[1], ka[2]
             b0, b1, b2 = kb[0], kb[1], kb[2]
             c2 = 2 * cn
+            # column-shifted views (slices keep the loop vectorizable)
+            r00, r01, r02 = r0[0:WC], r0[cn:cn + WC], r0[c2:c2 + WC]
+            r10, r11, r12 = r1[0:WC], r1[cn:cn + WC], r1[c2:c2 + WC]
+            r20, r21, r22 = r2[0:WC], r2[cn:cn + WC], r2[c2:c2 + WC]
             for x in range(WC):
-                # gx: smooth down the columns, differentiate along the row
-                s0 = a0 * r0[x] + a1 * r1[x] + a2 * r2[x]
-                s2 = a0 * r0[x + c2] + a1 * r1[x + c2] + a2 * r2[x + c2]
-                s1 = a0 * r0[x + cn] + a1 * r1[x + cn] + a2 * r2[x + cn]
+                # gx: smooth down the columns, differentiate along the row; gy the transpose
+                s0 = a0 * r00[x] + a1 * r10[x] + a2 * r20[x]
+                s1 = a0 * r01[x] + a1 * r11[x] + a2 * r21[x]
+                s2 = a0 * r02[x] + a1 * r12[x] + a2 * r22[x]
                 gx[x] = b0 * s0 + b1 * s1 + b2 * s2
-                t0 = a0 * r0[x] + a1 * r0[x + cn] + a2 * r0[x + c2]
-                t1 = a0 * r1[x] + a1 * r1[x + cn] + a2 * r1[x + c2]
-                t2 = a0 * r2[x] + a1 * r2[x + cn] + a2 * r2[x + c2]
+                t0 = a0 * r00[x] + a1 * r01[x] + a2 * r02[x]
+                t1 = a0 * r10[x] + a1 * r11[x] + a2 * r12[x]
+                t2 = a0 * r20[x] + a1 * r21[x] + a2 * r22[x]
                 gy[x] = b0 * t0 + b1 * t1 + b2 * t2
             orow = out[y]
             if want_mag:
@@ -350,8 +431,7 @@ def gradient(src, W, cn, gray, is_u8, rowmap, colmap, left, ka, kb, want_mag, ou
                     orow[x] = a
 
 
-@njit(parallel=True)
-def to_gray(src, W, is_u8, out, nchunks):
+def _to_gray(src, W, is_u8, out, nchunks):
     """BGR -> gray with cvtColor's arithmetic (uint8: Q15 weights 3735, 19235, 9798)."""
     H = out.shape[0]
     for c in prange(nchunks):
@@ -368,3 +448,7 @@ def to_gray(src, W, is_u8, out, nchunks):
                     orow[x] = (np.float32(row[3 * x]) * np.float32(0.114)
                                + np.float32(row[3 * x + 1]) * np.float32(0.587)
                                + np.float32(row[3 * x + 2]) * np.float32(0.299))
+
+
+gradient_par, gradient_ser = _compile(_gradient, True), _compile(_gradient, False)
+to_gray_par, to_gray_ser = _compile(_to_gray, True), _compile(_to_gray, False)

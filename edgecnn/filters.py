@@ -280,6 +280,7 @@ class _Plan:
             a = [1, 2, 1] if operator == "sobel" else [3, 10, 3]
             self.ka = np.array(a, np.float32)
             self.kb = np.array([-1, 0, 1], np.float32)
+            self.mode = "gradient"
             self.kh = self.kw = 3
             return
         if name == "gaussian":
@@ -319,21 +320,23 @@ class _Plan:
     def _sep(self, ky, kx, post=0, p0=0, p1=0, scale=1.0):
         self.kind = "sep"
         self.kh, self.kw = len(ky), len(kx)
-        dt = np.int32 if self.is_u8 else np.float32
-        self.ky, self.kx = np.array(ky, dt), np.array(kx, dt)
-        self.post, self.p0, self.p1, self.scale = post, p0, p1, np.float32(scale)
+        kx, ky = np.asarray(kx, np.float64), np.asarray(ky, np.float64)
+        jx, iy = np.nonzero(kx)[0], np.nonzero(ky)[0]
+        self.kxj, self.kxw = jx.astype(np.int64), kx[jx].astype(np.float32)
+        self.kyi, self.kyw = iy.astype(np.int64), ky[iy].astype(np.float32)
+        self.post, self.p0, self.p1, self.scale = post, int(p0), int(p1), np.float32(scale)
 
     def _2d(self, k):
         self.kind = "2d"
         self.kh, self.kw = k.shape
         ti, tj = np.nonzero(k)  # raster order, as OpenCV's filter2D collects its taps
-        self.ti, self.tj = ti.astype(np.int64), tj.astype(np.int64)
         taps = k[ti, tj]
-        exact_int = bool(np.all(taps == np.round(taps))) and float(np.abs(taps).sum()) * 255 < 2 ** 24
-        if self.is_u8 and exact_int:
-            self.mode, self.tk = "int", taps.astype(np.int32)
-        else:
-            self.mode, self.tk = ("u8float" if self.is_u8 else "f32"), taps.astype(np.float32)
+        exact = bool(np.all(taps == np.round(taps))) and float(np.abs(taps).sum()) * 255 < 2 ** 24
+        # uint8 with integer taps: float32 sums are exact integers in any order (as in OpenCV);
+        # other uint8 kernels need OpenCV's exact summation order and rounding.
+        self.mode = "u8float" if (self.is_u8 and not exact) else "sum"
+        self.ti, self.tj, self.tk = ti.astype(np.int64), tj.astype(np.int64), taps.astype(np.float32)
+        self.rstart = np.searchsorted(ti, np.arange(self.kh + 1)).astype(np.int64)
 
     def out_shape(self, image, gray):
         H, W = image.shape[:2]
@@ -347,26 +350,43 @@ class _Plan:
         src = image.reshape(H, -1)
         cn = 1 if (gray or image.ndim == 2) else image.shape[2]
         o = out.reshape(H, -1)
-        nchunks = max(1, min(H, _threads()))
+        threads = _threads()
+        par = threads > 1 and H >= 16 and H * W * cn >= _PARALLEL_MIN and _parallel[0]
+        nchunks = max(1, min(H // 8, threads)) if par else 1
+        u8 = self.is_u8
         if self.kind == "gray":
-            K.to_gray(src, W, self.is_u8, o, nchunks)
+            (K.to_gray_par if par else K.to_gray_ser)(src, W, u8, o, nchunks)
             return out
         top, left = self.kh // 2, self.kw // 2
         rowmap = K.border_map(H, top, self.kh - 1 - top, border)
         colmap = K.border_map(W, left, self.kw - 1 - left, border)
         if self.kind == "gradient":
-            K.gradient(src, W, cn, gray, self.is_u8, rowmap, colmap, left, self.ka, self.kb,
-                       self.name == "gradient_magnitude", o, nchunks)
-        elif self.kind == "sep" and self.is_u8:
-            K.sep_int(src, W, cn, gray, rowmap, colmap, left, self.kx, self.ky, self.post, self.p0,
-                      self.p1, o, nchunks)
+            (K.gradient_par if par else K.gradient_ser)(
+                src, W, cn, gray, u8, rowmap, colmap, left, self.ka, self.kb,
+                self.name == "gradient_magnitude", o, nchunks)
         elif self.kind == "sep":
-            K.sep_f32(src, W, cn, gray, rowmap, colmap, left, self.kx, self.ky, self.scale, o, nchunks)
+            (K.sep_par if par else K.sep_ser)(
+                src, W, cn, gray, u8, rowmap, colmap, left, self.kxj * cn, self.kxw, self.kyi,
+                self.kyw, self.kh, self.kw, self.post, self.p0, self.p1, self.scale, o, nchunks)
+        elif self.mode == "u8float":
+            (K.corr2d_u8float_par if par else K.corr2d_u8float_ser)(
+                src, W, cn, gray, rowmap, colmap, left, self.ti, self.tj, self.tk, self.kh, self.kw,
+                o, nchunks)
         else:
-            fn = {"int": K.corr2d_int, "u8float": K.corr2d_u8float, "f32": K.corr2d_f32}[self.mode]
-            fn(src, W, cn, gray, rowmap, colmap, left, self.ti, self.tj, self.tk, self.kh, self.kw,
-               o, nchunks)
+            (K.corr2d_par if par else K.corr2d_ser)(
+                src, W, cn, gray, u8, rowmap, colmap, left, self.rstart, self.tj * cn, self.tk,
+                self.kh, self.kw, o, nchunks)
         return out
+
+
+_PARALLEL_MIN = 1 << 15  # elements; below this one thread beats waking the pool
+_parallel = [True]
+
+
+def set_parallel(enabled):
+    """Run filters on Numba's thread pool (True, the default, for frames of >= 32k values) or on
+    the calling thread only (False: steadier when the cores are busy with other work)."""
+    _parallel[0] = bool(enabled)
 
 
 def _resolve(op, name_or_kernel, params):

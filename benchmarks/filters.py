@@ -1,0 +1,162 @@
+"""edgecnn.filters vs OpenCV on one 640x480 frame, measured in the same run.
+
+    python benchmarks/filters.py [--repeats 200] [--threads 2] [--json out.json] [--only sobel]
+
+Both sides write into preallocated outputs, run with the same thread count (cv2.setNumThreads and
+numba.set_num_threads), interleaved A B A B; the table shows median microseconds per call and the
+ratio edgecnn / OpenCV (< 1 means edgecnn is faster). JIT compile time is reported apart.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def cases(cv2, F, g8, g32, c8, c32):
+    """(label, edgecnn call, OpenCV call) triples; each call writes a preallocated buffer."""
+    def o(a, shape=None, dtype=None):
+        return np.empty(shape or a.shape, dtype or a.dtype)
+
+    out = []
+    for tag, g in (("u8", g8), ("f32", g32)):
+        e, c = o(g), o(g)
+        R = cv2.BORDER_REFLECT_101
+        out += [
+            (f"sobel_x 3x3 {tag}", lambda g=g, e=e: F.apply(g, "sobel_x", out=e),
+             lambda g=g, c=c: cv2.Sobel(g, -1, 1, 0, dst=c)),
+            (f"sobel_y 3x3 {tag}", lambda g=g, e=e: F.apply(g, "sobel_y", out=e),
+             lambda g=g, c=c: cv2.Sobel(g, -1, 0, 1, dst=c)),
+            (f"scharr_x {tag}", lambda g=g, e=e: F.apply(g, "scharr_x", out=e),
+             lambda g=g, c=c: cv2.Scharr(g, -1, 1, 0, dst=c)),
+            (f"laplacian4 (ksize 1) {tag}", lambda g=g, e=e: F.apply(g, "laplacian4", out=e),
+             lambda g=g, c=c: cv2.Laplacian(g, -1, dst=c, ksize=1)),
+            (f"laplacian8 {tag}", lambda g=g, e=e: F.apply(g, "laplacian8", out=e),
+             lambda g=g, c=c: cv2.filter2D(g, -1, F.kernel("laplacian8"), dst=c, borderType=R)),
+            (f"sharpen {tag}", lambda g=g, e=e: F.apply(g, "sharpen", out=e),
+             lambda g=g, c=c: cv2.filter2D(g, -1, F.kernel("sharpen"), dst=c)),
+            (f"vertical_edge {tag}", lambda g=g, e=e: F.apply(g, "vertical_edge", out=e),
+             lambda g=g, c=c: cv2.filter2D(g, -1, F.kernel("vertical_edge"), dst=c)),
+            (f"diagonal_edge {tag}", lambda g=g, e=e: F.apply(g, "diagonal_edge", out=e),
+             lambda g=g, c=c: cv2.filter2D(g, -1, F.kernel("diagonal_edge"), dst=c)),
+            (f"gaussian 3x3 {tag}", lambda g=g, e=e: F.apply(g, "gaussian", out=e),
+             lambda g=g, c=c: cv2.GaussianBlur(g, (3, 3), 0, dst=c)),
+            (f"gaussian 5x5 {tag}", lambda g=g, e=e: F.apply(g, "gaussian", ksize=5, out=e),
+             lambda g=g, c=c: cv2.GaussianBlur(g, (5, 5), 0, dst=c)),
+            (f"gaussian 7x7 s1.5 {tag}", lambda g=g, e=e: F.apply(g, "gaussian", ksize=7, sigma=1.5, out=e),
+             lambda g=g, c=c: cv2.GaussianBlur(g, (7, 7), 1.5, dst=c)),
+            (f"box 3x3 {tag}", lambda g=g, e=e: F.apply(g, "box", ksize=3, out=e),
+             lambda g=g, c=c: cv2.blur(g, (3, 3), dst=c)),
+            (f"box 5x5 {tag}", lambda g=g, e=e: F.apply(g, "box", ksize=5, out=e),
+             lambda g=g, c=c: cv2.blur(g, (5, 5), dst=c)),
+        ]
+        gx, gy = o(g, dtype=np.float32), o(g, dtype=np.float32)
+        m, em = o(g, dtype=np.float32), o(g)
+
+        def cv_mag(g=g, gx=gx, gy=gy, m=m):
+            cv2.Sobel(g, cv2.CV_32F, 1, 0, dst=gx)
+            cv2.Sobel(g, cv2.CV_32F, 0, 1, dst=gy)
+            return cv2.magnitude(gx, gy, magnitude=m)
+
+        def cv_phase(g=g, gx=gx, gy=gy, m=m):
+            cv2.Sobel(g, cv2.CV_32F, 1, 0, dst=gx)
+            cv2.Sobel(g, cv2.CV_32F, 0, 1, dst=gy)
+            return cv2.phase(gx, gy, angle=m)
+        ep = o(g, dtype=np.float32)
+        out += [
+            (f"gradient magnitude {tag}", lambda g=g, em=em: F.apply(g, "gradient_magnitude", out=em),
+             cv_mag),
+            (f"gradient orientation {tag}", lambda g=g, ep=ep: F.apply(g, "gradient_orientation", out=ep),
+             cv_phase),
+        ]
+    for tag, c in (("u8", c8), ("f32", c32)):
+        e, gtmp, r = np.empty(c.shape[:2], c.dtype), np.empty(c.shape[:2], c.dtype), np.empty(c.shape[:2], c.dtype)
+
+        def cv_gray(c=c, gtmp=gtmp):
+            return cv2.cvtColor(c, cv2.COLOR_BGR2GRAY, dst=gtmp)
+
+        def cv_gray_gauss(c=c, gtmp=gtmp, r=r):
+            cv2.cvtColor(c, cv2.COLOR_BGR2GRAY, dst=gtmp)
+            return cv2.GaussianBlur(gtmp, (5, 5), 0, dst=r)
+
+        def cv_gray_sobel(c=c, gtmp=gtmp, r=r):
+            cv2.cvtColor(c, cv2.COLOR_BGR2GRAY, dst=gtmp)
+            return cv2.Sobel(gtmp, -1, 1, 0, dst=r)
+        ce = np.empty_like(c)
+        cr = np.empty_like(c)
+        out += [
+            (f"BGR->gray {tag}", lambda c=c, e=e: F.apply(c, "gray", out=e), cv_gray),
+            (f"BGR->gray + gaussian 5x5 (fused) {tag}",
+             lambda c=c, e=e: F.apply(c, "gaussian", ksize=5, gray=True, out=e), cv_gray_gauss),
+            (f"BGR->gray + sobel_x (fused) {tag}",
+             lambda c=c, e=e: F.apply(c, "sobel_x", gray=True, out=e), cv_gray_sobel),
+            (f"gaussian 3x3 on BGR {tag}", lambda c=c, ce=ce: F.apply(c, "gaussian", out=ce),
+             lambda c=c, cr=cr: cv2.GaussianBlur(c, (3, 3), 0, dst=cr)),
+        ]
+    return out
+
+
+def median_us(times):
+    return statistics.median(times) * 1e6
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=None, help="default: numba's thread count")
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--only", default=None, help="run only cases whose label contains this")
+    args = ap.parse_args(argv)
+
+    import cv2
+    import numba
+    from edgecnn import filters as F
+
+    threads = args.threads or numba.get_num_threads()
+    numba.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    rng = np.random.default_rng(0)
+    # A smooth-ish frame with noise (content does not change the cost of these filters).
+    yy, xx = np.mgrid[0:480, 0:640]
+    base = (128 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0))[..., None] + rng.normal(0, 20, (480, 640, 3))
+    c8 = np.clip(base, 0, 255).astype(np.uint8)
+    c32 = c8.astype(np.float32)
+    g8 = cv2.cvtColor(c8, cv2.COLOR_BGR2GRAY)
+    g32 = g8.astype(np.float32)
+
+    todo = [c for c in cases(cv2, F, g8, g32, c8, c32) if not args.only or args.only in c[0]]
+    t0 = time.perf_counter()
+    for _, e, c in todo:  # compile (or load from cache) and warm both sides
+        e()
+        c()
+    compile_s = time.perf_counter() - t0
+    print(f"threads={threads}  repeats={args.repeats}  frame 640x480  warm-up incl. JIT {compile_s:.1f} s")
+    print(f"{'filter':44s} {'edgecnn us':>11s} {'OpenCV us':>10s} {'ratio':>6s}")
+    rows = []
+    for label, e, c in todo:
+        te, tc = [], []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            e()
+            te.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            c()
+            tc.append(time.perf_counter() - t)
+        me, mc = median_us(te), median_us(tc)
+        rows.append({"filter": label, "edgecnn_us": round(me, 1), "opencv_us": round(mc, 1),
+                     "ratio": round(me / mc, 3)})
+        print(f"{label:44s} {me:11.1f} {mc:10.1f} {me / mc:6.2f}", flush=True)
+    ratios = [r["ratio"] for r in rows]
+    gmean = float(np.exp(np.mean(np.log(ratios))))
+    print(f"geometric mean ratio {gmean:.2f}; {sum(r <= 1.0 for r in ratios)}/{len(ratios)} at or under 1.0")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": threads, "repeats": args.repeats, "compile_s": compile_s,
+                       "opencv": cv2.__version__, "rows": rows, "geomean_ratio": gmean}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
