@@ -47,8 +47,10 @@ def nvvm():
     try:
         cuda.compile_ptx(probe, (numba.float32[::1],), cc=(7, 5))
     except Exception as e:  # NvvmSupportError, missing libnvvm, missing NVRTC with numba-cuda
-        pytest.skip(f"NVVM is not available here, so PTX cannot be compiled ({type(e).__name__}: {e}); "
-                    "install the CUDA toolkit (NVVM) or numba-cuda[cu13]")
+        msg = " ".join(str(e).split())
+        pytest.skip(f"PTX cannot be compiled here ({type(e).__name__}: {msg}): numba's built-in CUDA target "
+                    "needs NVVM (the CUDA toolkit); numba-cuda also needs NVRTC (pip install "
+                    "\"numba-cuda[cu13]\" or [cu12])")
     return cuda
 
 

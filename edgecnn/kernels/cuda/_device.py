@@ -9,8 +9,9 @@ import os
 
 import numpy as np
 
-_FIX = ('install the CUDA extra (pip install "edgecnn[cuda]"; add "numba-cuda[cu13]" for NVRTC), '
-        "check the NVIDIA driver with nvidia-smi, or use --device cpu")
+_FIX = ('install the CUDA extra (pip install "edgecnn[cuda]", then "numba-cuda[cu12]" or "numba-cuda[cu13]" '
+        "to match the CUDA version nvidia-smi reports), check the NVIDIA driver with nvidia-smi, "
+        "or use --device cpu")
 
 
 class CudaUnavailableError(RuntimeError):
