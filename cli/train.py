@@ -119,13 +119,8 @@ def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, aug
         click.echo(f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f})")
     status = "" if result.status == "completed" else f" ({result.status.replace('_', ' ')})"
     click.echo(f"{len(result.history)} epochs{status} in {wall:.1f}s wall: JIT warm-up {result.warmup_seconds:.1f}s, "
-               f"training {result.train_seconds:.1f}s, {resolved.threads or _threads()} threads")
+               f"training {result.train_seconds:.1f}s, {result.threads} threads")
     click.echo(f"saved {output}  (run log and checkpoint in {run_dir})")
-
-
-def _threads():
-    from edgecnn._jit import get_num_threads
-    return get_num_threads()
 
 
 def _one_line(e):

@@ -150,6 +150,7 @@ class TrainResult:
     total_seconds: float = 0.0
     run_dir: str = None
     checkpoint: str = None
+    threads: int = None
 
     def summary(self):
         """JSON-able training summary (stored in the model file's metadata)."""
@@ -164,7 +165,7 @@ class TrainResult:
             "confusion_matrix": None if self.confusion is None else self.confusion.tolist(),
             "jit_warmup_seconds": round(self.warmup_seconds, 3),
             "train_seconds": round(self.train_seconds, 3),
-            "threads": self.config.threads,
+            "threads": self.threads,
         }
 
 
@@ -388,7 +389,7 @@ class Trainer:
             self._restore_sigint(old_handler)
         result = TrainResult(self.model, self.normalization, self.config, self.state["history"], status,
                              warmup_seconds=warm, train_seconds=self.state["train_seconds"],
-                             run_dir=self.run_dir, checkpoint=self.checkpoint_path)
+                             run_dir=self.run_dir, checkpoint=self.checkpoint_path, threads=self.threads)
         if self.test is not None:
             t0 = time.perf_counter()
             xt = self.normalization.apply(self.test[0])
