@@ -9,6 +9,8 @@
   a power of two <= MAX_REDUCE. The reduction order depends only on REDUCE and the array size, never
   on timing, so results are deterministic.
 
+* SPLIT_BLOCKS / SPLIT_MIN: split-K of the conv weight gradient (see ``split_k``).
+
 ``configure(block=..., tile=..., reduce=...)`` sets them; ``shrunk()`` is a context manager for tests
 (tiny blocks, so tiny shapes still run the multi-block and multi-tile paths).
 """
@@ -20,6 +22,8 @@ MAX_REDUCE = 256    # compile-time size of the shared reduction buffer: 1 KB per
 BLOCK = 256
 TILE = 16
 REDUCE = 256
+SPLIT_BLOCKS = 240   # split-K aims for this many blocks (a few waves on a 30-80 SM GPU)
+SPLIT_MIN = 64       # ...but gives each slice at least this many reduced elements (4 TILE steps)
 
 
 def configure(block=None, tile=None, reduce=None):
@@ -43,12 +47,16 @@ def configure(block=None, tile=None, reduce=None):
 
 
 @contextlib.contextmanager
-def shrunk(block=32, tile=4, reduce=8):
+def shrunk(block=32, tile=4, reduce=8, split_blocks=8, split_min=8):
+    global SPLIT_BLOCKS, SPLIT_MIN
     prev = configure(block, tile, reduce)
+    prev_split = (SPLIT_BLOCKS, SPLIT_MIN)
+    SPLIT_BLOCKS, SPLIT_MIN = split_blocks, split_min
     try:
         yield
     finally:
         configure(*prev)
+        SPLIT_BLOCKS, SPLIT_MIN = prev_split
 
 
 def grid1d(n):
@@ -60,6 +68,19 @@ def grid_tiles(rows, cols, depth=1):
     """(grid, block) for a TILE x TILE GEMM: x over columns, y over rows, z over groups."""
     t = TILE
     return ((max(1, -(-int(cols) // t)), max(1, -(-int(rows) // t)), int(depth)), (t, t))
+
+
+def split_k(blocks, reduced):
+    """(slices, chunk): how many slices to cut a reduced axis of ``reduced`` elements into, given
+    ``blocks`` blocks per slice, and the slice length (a multiple of TILE). One slice when the grid
+    is already large or the axis short."""
+    want = max(1, -(-SPLIT_BLOCKS // max(1, int(blocks))))
+    most = max(1, int(reduced) // max(SPLIT_MIN, TILE))
+    slices = min(want, most)
+    chunk = -(-int(reduced) // slices)
+    chunk = -(-chunk // TILE) * TILE
+    slices = -(-int(reduced) // chunk)
+    return slices, chunk
 
 
 def grid_reduce(count):

@@ -8,7 +8,10 @@ Every thread sums its output over the reduced axis in index order: no atomics, d
 * forward   rows co (in group), cols (n, oh, ow),  reduce (ci, kh, kw)
 * gx        rows ci (in group), cols (n, ih, iw),  reduce (co, kh, kw); the gathered gy entry is
             gy[n, co, (ih + ph - kh*dh) / sh, ...] where that divides exactly and lands inside gy
-* gw        rows co (in group), cols (ci, kh, kw), reduce (n, oh, ow)
+* gw        rows co (in group), cols (ci, kh, kw), reduce (n, oh, ow); the reduced axis is long
+            (N*OH*OW) and the output small (a first layer has 32 x 9 weights: 2 blocks), so it is
+            split into slices (``_launch.split_k``) that write partial sums, then summed over the
+            slices in order (``sum_slices_cuda``): more blocks, still deterministic
 * gb        one block of REDUCE threads per channel, fixed-order tree reduction
 ``flip`` (true convolution) reads/writes the weight at (kH-1-kh, kW-1-kw). conv1d runs as conv2d on
 (N, C, 1, L).
@@ -130,7 +133,9 @@ def conv2d_bwd_input_cuda(gy, w2, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, 
 
 
 @cuda_jit
-def conv2d_bwd_weight_cuda(gy, x, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, gw2):
+def conv2d_bwd_weight_cuda(gy, x, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, chunk, part):
+    """Split-K: grid z = slice * groups + group; slice s sums (n, oh, ow) in [s*chunk, (s+1)*chunk)
+    into part[s] (C_out, C_in/g*kH*kW); one slice writes the weight gradient itself."""
     As = cuda.shared.array((_T, _T1), np.float32)   # As[r, k] = gy[n, g*Mg + row0 + r, p], k = (n, p)
     Bs = cuda.shared.array((_T, _T1), np.float32)   # Bs[k, c] = im2col[col0 + c, (n, p)]
     N, C, H, W = x.shape
@@ -143,7 +148,10 @@ def conv2d_bwd_weight_cuda(gy, x, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, 
     R = N * P
     t = cuda.blockDim.x
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    g = cuda.blockIdx.z
+    g = cuda.blockIdx.z % groups
+    sl = cuda.blockIdx.z // groups
+    r_lo = sl * chunk
+    r_hi = r_lo + chunk if r_lo + chunk < R else R
     row0, col0 = cuda.blockIdx.y * t, cuda.blockIdx.x * t
     col = col0 + tx
     ci = col // KK
@@ -151,12 +159,12 @@ def conv2d_bwd_weight_cuda(gy, x, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, 
     kh = rem // KW
     kw = rem % KW
     acc = _F0
-    for k0 in range(0, R, t):
+    for k0 in range(r_lo, r_hi, t):
         r, ra = row0 + ty, k0 + tx
-        As[ty, tx] = gy[ra // P, g * Mg + r, (ra % P) // OW, ra % OW] if r < Mg and ra < R else _F0
+        As[ty, tx] = gy[ra // P, g * Mg + r, (ra % P) // OW, ra % OW] if r < Mg and ra < r_hi else _F0
         rb = k0 + ty
         v = _F0
-        if rb < R and col < K:
+        if rb < r_hi and col < K:
             n = rb // P
             p = rb % P
             ih = (p // OW) * sh - ph + kh * dh
@@ -165,12 +173,24 @@ def conv2d_bwd_weight_cuda(gy, x, KH, KW, sh, sw, ph, pw, dh, dw, groups, flip, 
                 v = x[n, g * Cg + ci, ih, iw]
         Bs[ty, tx] = v
         cuda.syncthreads()
-        for k in range(R - k0 if R - k0 < t else t):
+        for k in range(r_hi - k0 if r_hi - k0 < t else t):
             acc += As[ty, k] * Bs[k, tx]
         cuda.syncthreads()
     r = row0 + ty
     if r < Mg and col < K:
-        gw2[g * Mg + r, _widx(col, KH, KW, flip)] = acc
+        part[sl, g * Mg + r, _widx(col, KH, KW, flip)] = acc
+
+
+@cuda_jit
+def sum_slices_cuda(part, out):
+    """out[i, j] = sum over s of part[s, i, j], s in order: the fixed-order second pass of split-K."""
+    S, A, B = part.shape
+    i = cuda.grid(1)
+    if i < A * B:
+        acc = _F0
+        for s in range(S):
+            acc += part[s, i // B, i % B]
+        out[i // B, i % B] = acc
 
 
 @cuda_jit
@@ -191,6 +211,17 @@ def conv2d_bwd_bias_cuda(gy, gb):
 
 
 # ------------------------------------------------------------------------------------------ entry points
+_PARTIALS = {}
+
+
+def _partials(slices, rows, cols):
+    """Scratch for split-K partial sums, kept per shape (a training step reuses it every time)."""
+    key = (slices, rows, cols)
+    if key not in _PARTIALS:
+        _PARTIALS[key] = _device.empty(key)
+    return _PARTIALS[key]
+
+
 def _out_size(i, k, s, lo, hi, d):
     return (i + lo + hi - d * (k - 1) - 1) // s + 1
 
@@ -225,9 +256,15 @@ def conv2d_backward(gy, x, w, stride_hw, pads, dilation_hw, groups, flip, need_i
     else:
         gx = None
     gw = _device.out_or_empty(gw, w.shape)
-    grid, block = _launch.grid_tiles(co // groups, cg * kh * kw, groups)
-    conv2d_bwd_weight_cuda[grid, block](gy, x, kh, kw, sh, sw, pt, pl, dh, dw, groups, bool(flip),
-                                        gw.reshape(co, cg * kh * kw))
+    kdim = cg * kh * kw
+    grid, block = _launch.grid_tiles(co // groups, kdim, groups)
+    slices, chunk = _launch.split_k(grid[0] * grid[1] * groups, n * gy.shape[2] * gy.shape[3])
+    gw2 = gw.reshape(co, kdim)
+    part = gw.reshape(1, co, kdim) if slices == 1 else _partials(slices, co, kdim)
+    conv2d_bwd_weight_cuda[(grid[0], grid[1], groups * slices), block](
+        gy, x, kh, kw, sh, sw, pt, pl, dh, dw, groups, bool(flip), chunk, part)
+    if slices > 1:
+        sum_slices_cuda[_launch.grid1d(co * kdim)](part, gw2)
     if need_bias_grad:
         gb = _device.out_or_empty(gb, (co,))
         conv2d_bwd_bias_cuda[_launch.grid_reduce(co)](gy, gb)
@@ -296,4 +333,5 @@ def ptx_cases():
     b = np.zeros(2, np.float32)
     s = (3, 3, 1, 1, 1, 1, 1, 1, 1, False)
     return [(conv2d_fwd_cuda, (x, w2, b, True, *s, x)), (conv2d_bwd_input_cuda, (x, w2, *s, x)),
-            (conv2d_bwd_weight_cuda, (x, x, *s, w2)), (conv2d_bwd_bias_cuda, (x, b))]
+            (conv2d_bwd_weight_cuda, (x, x, *s, 16, x[:1])), (conv2d_bwd_bias_cuda, (x, b)),
+            (sum_slices_cuda, (x[0], w2))]
