@@ -69,6 +69,11 @@ def params(layers):
     return n
 
 
+def _split_k(blocks, reduced):
+    from edgecnn.kernels.cuda import _launch
+    return _launch.split_k(blocks, reduced)[0]
+
+
 def kernels(L, B, training):
     """[(kernel, flops, gemm?, bytes)] for one layer: the launches it makes, with FLOPs and the
     compulsory DRAM bytes (each operand read once, each output written once)."""
@@ -84,6 +89,10 @@ def kernels(L, B, training):
             if not L["first"]:
                 out.append(("conv bwd input", fl, True, (y + wn + x) * F32))
             out.append(("conv bwd weight", fl, True, (y + x + wn) * F32))
+            blocks = -(-L["co"] // 16) * -(-L["c"] * L["k"] ** 2 // 16)
+            slices = _split_k(blocks, B * L["oh"] * L["ow"])
+            if slices > 1:  # split-K partial sums, then the fixed-order sum over slices
+                out.append(("conv gw slice sum", slices * wn, False, (slices + 1) * wn * F32))
             if L["bias"]:
                 out.append(("conv bwd bias", y, False, y * F32))
     elif k == "dense":
