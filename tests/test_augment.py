@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from reference.affine import affine_forward_matrix_ref, bilinear_warp_ref
 
-from edgecnn.augment import Augment, affine_warp_bilinear_cpu, inverse_maps
+from edgecnn.augment import Augment, affine_warp, affine_warp_bilinear_cpu, inverse_maps, warp_scratch
 from edgecnn.data import Batches, Normalization, load_mnist
 
 ATOL = 6e-3 + 1e-4
@@ -23,9 +23,7 @@ def digits(mnist_dir):
 
 
 def _warp(x, maps):
-    out = np.empty((x.shape[0],) + x.shape[1:], np.float32)
-    affine_warp_bilinear_cpu(x, maps, out)
-    return out
+    return affine_warp(x, maps)
 
 
 def test_identity_reproduces_input_exactly(digits):
@@ -90,6 +88,41 @@ def test_random_warps_match_opencv(digits):
 def test_warp_far_outside_is_zero(digits):
     maps = inverse_maps(np.full(32, 100.0), np.full(32, -1e6), np.zeros(32), np.ones(32), 28, 28)
     assert not _warp(digits, maps).any()
+
+
+def test_kernel_reads_nothing_out_of_range_for_nan_or_huge_maps(digits):
+    # The host entry point refuses non-finite maps; the kernel itself clamps them (NaN -> outside).
+    maps = np.tile(np.array([1, 0, np.nan, 0, 1, 0], np.float32), (32, 1))
+    maps[1::2] = [3e38, 0, 0, 0, -3e38, 0]
+    out = np.full((32, 28, 28), 7, np.float32)
+    affine_warp_bilinear_cpu(digits, maps, out, *warp_scratch(28, 28))
+    assert not out.any()
+
+
+@pytest.mark.parametrize("h, w", [(20, 33), (31, 7)])
+def test_non_square_images_match_reference(h, w):
+    rng = np.random.default_rng(h * w)
+    x = rng.integers(0, 256, (6, h, w), dtype=np.uint8)
+    maps = inverse_maps(rng.uniform(-3, 3, 6), rng.uniform(-3, 3, 6), rng.uniform(-30, 30, 6),
+                        rng.uniform(0.8, 1.2, 6), h, w)
+    got = affine_warp(x, maps)
+    for k in range(6):
+        ref = bilinear_warp_ref(x[k], maps[k].astype(np.float64))
+        np.testing.assert_allclose(got[k], ref, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("kwargs, param, exc", [
+    (dict(maps=np.zeros((3, 6), np.float32)), "maps", ValueError),
+    (dict(maps=np.zeros((4, 6), np.float64)), "maps", TypeError),
+    (dict(maps=np.full((4, 6), np.nan, np.float32)), "maps", ValueError),
+    (dict(out=np.zeros((4, 1, 28, 28), np.float32)), "out", ValueError),
+    (dict(scratch=warp_scratch(27, 28)), "scratch", ValueError),
+])
+def test_affine_warp_bad_arguments_name_the_parameter(kwargs, param, exc):
+    args = dict(images=np.zeros((4, 28, 28), np.uint8), maps=np.zeros((4, 6), np.float32))
+    args.update(kwargs)
+    with pytest.raises(exc, match=f"affine_warp: {param}"):
+        affine_warp(**args)
 
 
 def test_parameters_are_uniform_in_range():
