@@ -221,7 +221,11 @@ def kernel(name, **params):
 def bank(specs):
     """Several linear filters as one float32 OIHW weight (K, 1, k, k), each kernel centred in the
     largest size: a fixed-weight first conv layer computing K filter responses."""
-    ks = [kernel(*_spec_args(s)) for s in specs]
+    ks = []
+    for spec in specs:
+        name, p = _spec_args(spec)
+        p.pop("border", None)
+        ks.append(kernel(name, **p))
     if not ks:
         raise ValueError("filters.bank: specs must name at least one filter")
     kh = max(k.shape[0] for k in ks)

@@ -1,0 +1,354 @@
+"""edgecnn.filters against OpenCV (the independent reference here): uint8 bit-exact, float32 within
+1e-5 relative to the size of the summed terms (max|x| * sum|k|: where the true response cancels to
+0, OpenCV's own float32 sums leave ~1e-6 of that). Random seeded cases, sizes from 1x1 (smaller than
+every kernel) up."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+from edgecnn import filters as F  # noqa: E402
+
+BORDERS = {"reflect101": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT,
+           "replicate": cv2.BORDER_REPLICATE}
+CASES = 10  # random cases per (filter, border, dtype): 16 filters x 3 x 2 x 10 = 960 comparisons
+
+
+def _image(rng, dtype, big=False, max_side=20, channels=(1, 3)):
+    if big:
+        h, w = 96, 400  # >= 32k values: the parallel kernels
+    else:
+        h, w = (int(v) for v in rng.integers(1, max_side + 1, 2))
+    cn = int(rng.choice(channels))
+    shape = (h, w) if cn == 1 else (h, w, cn)
+    if dtype == np.uint8:
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.uniform(-100, 100, shape).astype(np.float32)
+
+
+def _check(got, ref, what, terms=0.0):
+    assert got.shape == ref.shape and got.dtype == ref.dtype, (what, got.shape, ref.shape, got.dtype)
+    if got.dtype == np.uint8:
+        bad = np.argwhere(got != ref)
+        assert bad.size == 0, f"{what}: {len(bad)} uint8 mismatches, first at {bad[:3].tolist()}"
+    else:
+        scale = max(float(np.abs(ref).max()), terms, 1e-3)
+        err = float(np.abs(got.astype(np.float64) - ref).max())
+        assert err <= 1e-5 * scale, f"{what}: max error {err} vs scale {scale}"
+
+
+def _fixed(name):
+    return lambda img, b, rng: ((name, {}), cv2.filter2D(img, -1, F.kernel(name), borderType=b))
+
+
+def _sobel(axis):
+    def case(img, b, rng):
+        k = int(rng.choice([1, 3, 3, 5, 7]))
+        dx, dy = (1, 0) if axis == "x" else (0, 1)
+        return (f"sobel_{axis}", {"ksize": k}), cv2.Sobel(img, -1, dx, dy, ksize=k, borderType=b)
+    return case
+
+
+def _scharr(axis):
+    def case(img, b, rng):
+        dx, dy = (1, 0) if axis == "x" else (0, 1)
+        return (f"scharr_{axis}", {}), cv2.Scharr(img, -1, dx, dy, borderType=b)
+    return case
+
+
+def _laplacian4(img, b, rng):
+    return ("laplacian4", {}), cv2.Laplacian(img, -1, ksize=1, borderType=b)
+
+
+def _box(img, b, rng):
+    if rng.random() < 0.25:  # areas above 256 take OpenCV's other division path
+        kh, kw = (int(v) for v in rng.integers(13, 24, 2))
+    else:
+        kh, kw = (int(v) for v in rng.integers(1, 9, 2))
+    return ("box", {"ksize": (kh, kw)}), cv2.blur(img, (kw, kh), borderType=b)
+
+
+def _gaussian(img, b, rng):
+    kh, kw = (int(v) for v in rng.choice([1, 3, 5, 7, 9, 11, 13], 2))
+    r = rng.random()
+    if r < 0.4:
+        sigma = 0.0  # size-derived sigma (OpenCV's tables for 3, 5, 7, 9)
+    elif r < 0.8:
+        sigma = (float(rng.uniform(0.3, 4)), float(rng.uniform(0.3, 4)))
+    else:  # size from sigma
+        kh = kw = 0
+        sigma = float(rng.uniform(0.3, 2.0))
+    sy, sx = sigma if isinstance(sigma, tuple) else (sigma, sigma)
+    ref = cv2.GaussianBlur(img, (kw, kh), sigmaX=sx, sigmaY=sy, borderType=b)
+    return ("gaussian", {"ksize": (kh, kw), "sigma": sigma}), ref
+
+
+def _user_kernel(img, b, rng):
+    kh, kw = (int(v) for v in rng.integers(1, 8, 2))
+    if rng.random() < 0.5:
+        k = rng.integers(-4, 5, (kh, kw)).astype(np.float32)
+    else:
+        k = rng.uniform(-1, 1, (kh, kw)).astype(np.float32)
+    return ("kernel", {"kernel": k}), cv2.filter2D(img, -1, k, borderType=b)
+
+
+def _magnitude(img, b, rng):
+    op = str(rng.choice(["sobel", "scharr"]))
+    f = img.astype(np.float32)
+    d = (lambda dx, dy: cv2.Sobel(f, cv2.CV_32F, dx, dy, borderType=b)) if op == "sobel" else \
+        (lambda dx, dy: cv2.Scharr(f, cv2.CV_32F, dx, dy, borderType=b))
+    m = cv2.magnitude(d(1, 0), d(0, 1))
+    ref = m if img.dtype == np.float32 else cv2.convertScaleAbs(m)  # cvRound + saturate
+    return ("gradient_magnitude", {"operator": op}), ref
+
+
+LINEAR = {
+    "vertical_edge": _fixed("vertical_edge"), "horizontal_edge": _fixed("horizontal_edge"),
+    "diagonal_edge": _fixed("diagonal_edge"), "laplacian8": _fixed("laplacian8"),
+    "sharpen": _fixed("sharpen"), "laplacian4": _laplacian4,
+    "sobel_x": _sobel("x"), "sobel_y": _sobel("y"), "scharr_x": _scharr("x"), "scharr_y": _scharr("y"),
+    "box": _box, "gaussian": _gaussian, "kernel": _user_kernel, "gradient_magnitude": _magnitude,
+}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["u8", "f32"])
+@pytest.mark.parametrize("border", list(BORDERS))
+@pytest.mark.parametrize("filt", list(LINEAR))
+def test_equals_opencv(filt, border, dtype):
+    rng = np.random.default_rng([sum(map(ord, filt)),
+                                 list(BORDERS).index(border), int(dtype == np.uint8)])
+    for i in range(CASES):
+        img = _image(rng, dtype, big=(i == 0))
+        (name, params), ref = LINEAR[filt](img, BORDERS[border], rng)
+        got = F.apply(img, name, border=border, **params)
+        k = F.kernel("sobel_x" if params.get("operator") == "sobel" else "scharr_x") \
+            if name == "gradient_magnitude" else F.kernel(name, **params)
+        terms = float(np.abs(img).max()) * float(np.abs(k).sum())
+        _check(got, ref, f"{filt} {params} {border} {img.shape} {img.dtype}", terms)
+        out = np.full_like(ref, 7)
+        assert F.apply(img, name, border=border, out=out, **params) is out
+        _check(out, ref, f"{filt} out=", terms)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["u8", "f32"])
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_orientation_matches_atan2(border, dtype):
+    rng = np.random.default_rng(7)
+    for i in range(CASES):
+        img = _image(rng, dtype, big=(i == 0))
+        f = img.astype(np.float32)
+        gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, borderType=BORDERS[border]).astype(np.float64)
+        gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, borderType=BORDERS[border]).astype(np.float64)
+        ref = np.mod(np.arctan2(gy, gx), 2 * np.pi)
+        got = F.apply(img, "gradient_orientation", border=border)
+        assert got.dtype == np.float32 and got.shape == img.shape
+        assert got.min() >= 0 and got.max() < 2 * np.pi
+        diff = np.abs(got - ref)
+        diff = np.minimum(diff, 2 * np.pi - diff)  # 0 and 2*pi are the same angle
+        # float32 gradients that cancel to rounding noise have no meaningful angle: compare where
+        # |g| is above 1e-3 of the summed terms (uint8 gradients are exact: compare everywhere)
+        terms = 8 * float(np.abs(img).max())
+        ok = np.hypot(gx, gy) > (1e-3 * terms if dtype == np.float32 else -1)
+        assert ok.mean() > 0.9 or i > 0  # the large random frame is well conditioned
+        assert diff[ok].max(initial=0) <= 1e-5 * 2 * np.pi
+        # cv2.phase uses a fast approximation (about 1e-4 rad); the exact atan2 is the reference
+        ph = cv2.phase(gx.astype(np.float32), gy.astype(np.float32))
+        d2 = np.abs(got - ph)
+        assert np.minimum(d2, 2 * np.pi - d2)[ok].max(initial=0) < 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["u8", "f32"])
+@pytest.mark.parametrize("name", ["gray", "sobel_x", "gaussian", "laplacian8", "box", "gradient_magnitude"])
+def test_gray_fused_equals_cvtcolor_then_filter(name, dtype):
+    rng = np.random.default_rng(11)
+    for i in range(6):
+        img = _image(rng, dtype, big=(i == 0), channels=(3,))
+        if dtype == np.float32:
+            img = np.abs(img) * 2.55  # cvtColor float expects the 0..255 range only for tolerance
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        if name == "gray":
+            _check(F.apply(img, "gray"), gray, "gray")
+            continue
+        want = F.apply(gray, name)
+        got = F.apply(img, name, gray=True)
+        if dtype == np.uint8:
+            _check(got, want, f"fused gray + {name}")
+        else:  # float gray differs from cvtColor in the last bit: compare with the tolerance
+            _check(got, want.astype(np.float32), f"fused gray + {name}")
+
+
+def test_uint8_float_kernel_out_of_int_range_matches_opencv():
+    # saturate_cast<uchar> of a float beyond int32 goes through cvRound's INT_MIN: OpenCV gives 0
+    img = np.full((5, 6), 255, np.uint8)
+    k = np.array([[1e8, 1e8, 1e8]], np.float32)
+    np.testing.assert_array_equal(F.apply(img, k), cv2.filter2D(img, -1, k))
+    k = np.array([[1.5, -0.25]], np.float32)
+    np.testing.assert_array_equal(F.apply(img, k), cv2.filter2D(img, -1, k))
+
+
+def test_kernels_match_opencv_definitions():
+    for k in (1, 3, 5, 7):
+        kx, ky = cv2.getDerivKernels(1, 0, k)
+        np.testing.assert_array_equal(F.kernel("sobel_x", ksize=k), np.outer(ky, kx).astype(np.float32))
+        kx, ky = cv2.getDerivKernels(0, 1, k)
+        np.testing.assert_array_equal(F.kernel("sobel_y", ksize=k), np.outer(ky, kx).astype(np.float32))
+    for n in (1, 3, 5, 7, 9, 11, 15, 21):
+        for s in (0, 0.5, 1.0, 1.7, 3.0):
+            # OpenCV builds these with its software exp(); libm's exp() can differ in the last bit
+            np.testing.assert_allclose(F.gaussian_kernel_1d(n, s), cv2.getGaussianKernel(n, s).ravel(),
+                                       rtol=1e-14, atol=1e-16)
+    assert F.gaussian_kernel_q8(3, 0) == [64, 128, 64]  # the course's 1/16 [1 2 1]
+    np.testing.assert_array_equal(F.kernel("gaussian") * 16, np.outer([1, 2, 1], [1, 2, 1]))
+    np.testing.assert_array_equal(F.kernel("vertical_edge"), [[1, 0, -1]] * 3)
+    np.testing.assert_array_equal(F.kernel("horizontal_edge"), np.array([[1, 0, -1]] * 3).T)
+    np.testing.assert_array_equal(F.kernel("diagonal_edge"), [[1, 0, -1], [0, 0, 0], [-1, 0, 1]])
+    np.testing.assert_array_equal(F.kernel("laplacian"), [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    np.testing.assert_allclose(F.kernel("box", ksize=(2, 4)).sum(), 1.0, rtol=1e-6)
+    assert F.kernel("box", ksize=(2, 4)).shape == (2, 4)
+    assert set(F.names()) >= {"sobel_x", "sobel_y", "scharr_x", "scharr_y", "laplacian4", "laplacian8",
+                              "vertical_edge", "horizontal_edge", "diagonal_edge", "sharpen", "box",
+                              "gaussian", "gradient_magnitude", "gradient_orientation", "kernel", "gray"}
+
+
+def test_serial_and_parallel_paths_agree():
+    img = np.random.default_rng(3).integers(0, 256, (120, 300, 3), dtype=np.uint8)
+    want = {n: F.apply(img, n) for n in ("sobel_x", "gaussian", "sharpen")}
+    F.set_parallel(False)
+    try:
+        for n, w in want.items():
+            np.testing.assert_array_equal(F.apply(img, n), w)
+    finally:
+        F.set_parallel(True)
+
+
+# ----------------------------------------------------------------------------- FilterChain
+def test_chain_equals_opencv_sequence_and_round_trips_json():
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    chain = F.FilterChain(["gray", "gaussian:ksize=5,sigma=1.2", ("sobel_x", {"ksize": 3}),
+                           {"name": "box", "ksize": [3, 5], "border": "replicate"}])
+    g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    g = cv2.GaussianBlur(g, (5, 5), 1.2)
+    g = cv2.Sobel(g, -1, 1, 0)
+    ref = cv2.blur(g, (5, 3), borderType=cv2.BORDER_REPLICATE)
+    np.testing.assert_array_equal(chain.apply(img), ref)
+    cfg = json.loads(json.dumps(chain.to_config()))
+    again = F.FilterChain.from_config(cfg)
+    assert again.to_config() == chain.to_config()
+    np.testing.assert_array_equal(again.apply(img), ref)
+    out = np.empty(ref.shape, np.uint8)
+    assert again.apply(img, out=out) is out
+
+
+def test_chain_with_user_kernel_round_trips():
+    k = np.array([[0.5, -1.25], [2.0, 0.0]], np.float32)
+    chain = F.FilterChain([k, "sharpen"])
+    img = np.random.default_rng(1).uniform(0, 1, (9, 8)).astype(np.float32)
+    again = F.FilterChain.from_config(json.loads(json.dumps(chain.to_config())))
+    np.testing.assert_array_equal(again.apply(img), chain.apply(img))
+
+
+def test_as_conv_kernels_equals_chain_away_from_borders():
+    rng = np.random.default_rng(2)
+    img = rng.uniform(0, 255, (30, 34, 3)).astype(np.float32)
+    chain = F.FilterChain(["gray", "gaussian", "sobel_y", "laplacian8"])
+    w = chain.as_conv_kernels()
+    assert w.dtype == np.float32 and w.shape == (1, 3, 7, 7)
+    want = chain.apply(img)
+    # valid cross-correlation of the BGR image with the OIHW weight, written out
+    H, W = img.shape[:2]
+    got = np.zeros((H - 6, W - 6))
+    for c in range(3):
+        for i in range(7):
+            for j in range(7):
+                got += w[0, c, i, j] * img[i:i + H - 6, j:j + W - 6, c]
+    np.testing.assert_allclose(got, want[3:-3, 3:-3], atol=1e-3 * np.abs(want).max())
+    assert F.FilterChain(["sobel_x"]).as_conv_kernels().shape == (1, 1, 3, 3)
+    bank = F.bank(["sobel_x", "sobel_y", "gaussian:ksize=5"])
+    assert bank.shape == (3, 1, 5, 5) and bank.dtype == np.float32
+    np.testing.assert_array_equal(bank[0, 0, 1:4, 1:4], F.kernel("sobel_x"))
+
+
+# ------------------------------------------------------------------------------ validation
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda: F.apply([[1, 2]], "sobel_x"), TypeError, ["image"]),
+    (lambda: F.apply(np.zeros((4, 4), np.int16), "sobel_x"), TypeError, ["image", "int16"]),
+    (lambda: F.apply(np.zeros((2, 4, 4, 1), np.uint8), "sobel_x"), ValueError, ["image", "(2, 4, 4, 1)"]),
+    (lambda: F.apply(np.zeros((4, 6), np.uint8)[:, ::2], "sobel_x"), ValueError, ["image", "contiguous"]),
+    (lambda: F.apply(np.zeros((0, 4), np.uint8), "sobel_x"), ValueError, ["image", "empty"]),
+    (lambda: F.apply(np.zeros((4, 4, 5), np.uint8), "sobel_x"), ValueError, ["image", "(4, 4, 5)"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "sobelz"), ValueError, ["sobelz", "sobel_x", "gaussian"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "sobel_x", size=3), ValueError, ["size", "ksize"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "sobel_x", border="wrap"), ValueError, ["border", "wrap"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "gaussian", ksize=4), ValueError, ["ksize", "odd"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "gaussian", sigma="a"), TypeError, ["sigma"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "box", ksize=0), ValueError, ["ksize", "0"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "box", ksize=2.5), TypeError, ["ksize"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "sobel_x", ksize=4), ValueError, ["ksize", "4"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "sobel_x", out=np.zeros((4, 5), np.uint8)),
+     ValueError, ["out", "(4, 4)", "(4, 5)"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "sobel_x", out=np.zeros((4, 4), np.float32)),
+     TypeError, ["out", "uint8", "float32"]),
+    (lambda: (lambda a: F.apply(a, "sobel_x", out=a))(np.zeros((4, 4), np.uint8)), ValueError, ["out", "overlap"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "sobel_x", gray=True), ValueError, ["gray", "(4, 4)"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "gray"), ValueError, ["gray", "(4, 4)"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), np.zeros((2, 2, 2))), ValueError, ["kernel", "(2, 2, 2)"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), np.array([[np.nan]])), ValueError, ["kernel", "finite"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "kernel"), ValueError, ["kernel"]),
+    (lambda: F.apply(np.zeros((4, 4), np.uint8), "gradient_magnitude", operator="prewitt"),
+     ValueError, ["operator", "prewitt"]),
+    (lambda: F.kernel("gradient_magnitude"), ValueError, ["gradient_magnitude", "linear"]),
+    (lambda: F.FilterChain(["sobel_x", "gray"]), ValueError, ["gray", "first"]),
+    (lambda: F.FilterChain([42]), TypeError, ["spec", "42"]),
+    (lambda: F.FilterChain(["gaussian:ksize"]), ValueError, ["key=value"]),
+    (lambda: F.FilterChain([{"ksize": 3}]), ValueError, ["name"]),
+    (lambda: F.FilterChain(["gradient_magnitude"]).as_conv_kernels(), ValueError, ["linear"]),
+    (lambda: F.FilterChain.from_config([1, 2]), ValueError, ["config"]),
+])
+def test_validation_errors_name_the_parameter(call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} not in {msg!r}"
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgecnn", "filter", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_writes_filtered_image(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    cv2.imwrite(str(src), img)
+    r = _cli(str(src), "--filter", "gray", "--filter", "gaussian:ksize=5", "-f", "sobel_x", "--out", str(dst))
+    assert r.returncode == 0, r.stderr
+    ref = cv2.Sobel(cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (5, 5), 0), -1, 1, 0)
+    np.testing.assert_array_equal(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), ref)
+
+
+def test_cli_errors_name_the_file_and_list_filters(tmp_path):
+    r = _cli(str(tmp_path / "missing.png"), "-f", "sobel_x", "--out", str(tmp_path / "o.png"))
+    assert r.returncode != 0 and "missing.png" in r.stderr
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    r = _cli(str(bad), "-f", "sobel_x", "--out", str(tmp_path / "o.png"))
+    assert r.returncode != 0 and "bad.png" in r.stderr
+    good = tmp_path / "g.png"
+    cv2.imwrite(str(good), np.zeros((4, 4), np.uint8))
+    r = _cli(str(good), "-f", "sobelz", "--out", str(tmp_path / "o.png"))
+    assert r.returncode != 0 and "sobelz" in r.stderr and "scharr_x" in r.stderr
+
+
+def test_cli_show_without_display_says_so(tmp_path, monkeypatch):
+    good = tmp_path / "g.png"
+    cv2.imwrite(str(good), np.zeros((4, 4), np.uint8))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    r = _cli(str(good), "-f", "sobel_x", "--show")
+    assert r.returncode == 0 and "no display" in r.stderr
