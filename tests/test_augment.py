@@ -229,3 +229,22 @@ def test_out_overlapping_input_is_refused():
 def test_config_round_trip():
     aug = Augment(shift=1.5, rotate=5, scale=0.05, seed=7)
     assert Augment.from_config(aug.to_config()).to_config() == aug.to_config()
+
+
+def test_batches_step_with_augment_allocates_no_image_buffers(mnist_dir):
+    import tracemalloc
+    data = load_mnist(mnist_dir, download=False)
+    b = Batches(data.test_images[:2048], data.test_labels[:2048], 256, augment=Augment(), drop_last=True)
+    it = iter(b)
+    next(it)
+    next(it)
+    tracemalloc.start()
+    try:
+        for _ in range(4):
+            next(it)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The batch is 256*784*4 = 800 kB. What a step allocates is the per-image parameter arrays
+    # (a few float64 values per image: ~40 kB for 256 images), no image-sized buffers.
+    assert peak < 64_000, f"a step allocated {peak} bytes"
