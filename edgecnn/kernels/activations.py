@@ -223,9 +223,13 @@ def softmax_bwd_input_cpu(gy, y, log, gx):
 
 
 # ------------------------------------------------------------------------------------------ host
-def _host_only(op, *arrays):
-    if any(a is not None and is_device_array(a) for a in arrays):
-        raise TypeError(f"{op}: CUDA arrays are not supported yet (CPU kernels only)")
+def _on_device(op, *arrays):
+    """True when every array given is a CUDA device array (dispatch to edgecnn.kernels.cuda), False when
+    all are NumPy arrays; TypeError when they are mixed."""
+    dev = [is_device_array(a) for a in arrays if a is not None]
+    if any(dev) and not all(dev):
+        raise TypeError(f"{op}: the arrays must all be NumPy arrays or all CUDA device arrays")
+    return bool(dev) and all(dev)
 
 
 def _alpha(op, alpha):
@@ -238,10 +242,17 @@ def _flat(a):
     return a.reshape(-1)
 
 
+def _twin(op):
+    from .cuda import activations as _cu
+    return getattr(_cu, op)
+
+
 def _unary_forward(op, x, out, parallel, serial, *extra, ndim=None):
     check_array(op, "x", x, ndim)
-    _host_only(op, x, out)
-    out = check_out(op, "out", out, x.shape)
+    dev = _on_device(op, x, out)
+    out = check_out(op, "out", out, x.shape, like=x)
+    if dev:
+        return _twin(op)(x, *extra, out=out)
     xf, yf = _flat(x), _flat(out)
     if xf.size < _SERIAL_BELOW:
         serial(xf, *extra, yf, 0, xf.size)
@@ -251,7 +262,8 @@ def _unary_forward(op, x, out, parallel, serial, *extra, ndim=None):
 
 
 def _check_backward(op, gy, x, y, gx, need, ndim=None):
-    """Validate gy, the needed one of x / y (``need``: "x", "y" or None), the other if given, and gx."""
+    """Validate gy, the needed one of x / y (``need``: "x", "y" or None), the other if given, and gx;
+    returns (gx, on_device)."""
     check_array(op, "gy", gy, ndim)
     for name, a in (("x", x), ("y", y)):
         if a is None:
@@ -260,8 +272,8 @@ def _check_backward(op, gy, x, y, gx, need, ndim=None):
             continue
         check_array(op, name, a, ndim)
         check_shape(op, name, a, gy.shape)
-    _host_only(op, gy, x, y, gx)
-    return check_out(op, "gx", gx, gy.shape)
+    dev = _on_device(op, gy, x, y, gx)
+    return check_out(op, "gx", gx, gy.shape, like=gy), dev
 
 
 def _unary_backward(op, gy, a, gx, parallel, serial, *extra):
@@ -279,7 +291,9 @@ def relu_forward(x, out=None):
 
 def relu_backward(gy, x, y, gx=None):
     """gy where x > 0, else 0 (uses x)."""
-    gx = _check_backward("relu_backward", gy, x, y, gx, "x")
+    gx, dev = _check_backward("relu_backward", gy, x, y, gx, "x")
+    if dev:
+        return _twin("relu_backward")(gy, x, y, gx)
     return _unary_backward("relu_backward", gy, x, gx, relu_bwd_input_cpu, _relu_bwd_range)
 
 
@@ -292,7 +306,9 @@ def leaky_relu_backward(gy, x, y, gx=None, alpha=0.01):
     """gy where x > 0, else alpha * gy (uses x)."""
     op = "leaky_relu_backward"
     a = _alpha(op, alpha)
-    gx = _check_backward(op, gy, x, y, gx, "x")
+    gx, dev = _check_backward(op, gy, x, y, gx, "x")
+    if dev:
+        return _twin(op)(gy, x, y, gx, alpha=a)
     return _unary_backward(op, gy, x, gx, leaky_relu_bwd_input_cpu, _leaky_bwd_range, a)
 
 
@@ -302,7 +318,9 @@ def sigmoid_forward(x, out=None):
 
 def sigmoid_backward(gy, x, y, gx=None):
     """gy * y * (1 - y) (uses y)."""
-    gx = _check_backward("sigmoid_backward", gy, x, y, gx, "y")
+    gx, dev = _check_backward("sigmoid_backward", gy, x, y, gx, "y")
+    if dev:
+        return _twin("sigmoid_backward")(gy, x, y, gx)
     return _unary_backward("sigmoid_backward", gy, y, gx, sigmoid_bwd_input_cpu, _sigmoid_bwd_range)
 
 
@@ -312,22 +330,28 @@ def tanh_forward(x, out=None):
 
 def tanh_backward(gy, x, y, gx=None):
     """gy * (1 - y^2) (uses y)."""
-    gx = _check_backward("tanh_backward", gy, x, y, gx, "y")
+    gx, dev = _check_backward("tanh_backward", gy, x, y, gx, "y")
+    if dev:
+        return _twin("tanh_backward")(gy, x, y, gx)
     return _unary_backward("tanh_backward", gy, y, gx, tanh_bwd_input_cpu, _tanh_bwd_range)
 
 
 def identity_forward(x, out=None):
     op = "identity_forward"
     check_array(op, "x", x)
-    _host_only(op, x, out)
-    out = check_out(op, "out", out, x.shape)
+    dev = _on_device(op, x, out)
+    out = check_out(op, "out", out, x.shape, like=x)
+    if dev:
+        return _twin(op)(x, out)
     if out is not x:
         np.copyto(out, x)
     return out
 
 
 def identity_backward(gy, x, y, gx=None):
-    gx = _check_backward("identity_backward", gy, x, y, gx, None)
+    gx, dev = _check_backward("identity_backward", gy, x, y, gx, None)
+    if dev:
+        return _twin("identity_backward")(gy, x, y, gx)
     if gx is not gy:
         np.copyto(gx, gy)
     return gx
@@ -335,8 +359,10 @@ def identity_backward(gy, x, y, gx=None):
 
 def _softmax_forward(op, x, out, log):
     check_array(op, "x", x, 2)
-    _host_only(op, x, out)
-    out = check_out(op, "out", out, x.shape)
+    dev = _on_device(op, x, out)
+    out = check_out(op, "out", out, x.shape, like=x)
+    if dev:
+        return _twin(op)(x, out)
     if x.size < _SERIAL_BELOW:
         _softmax_rows(x, out, log, 0, x.shape[0])
     else:
@@ -345,7 +371,9 @@ def _softmax_forward(op, x, out, log):
 
 
 def _softmax_backward(op, gy, x, y, gx, log):
-    gx = _check_backward(op, gy, x, y, gx, "y", ndim=2)
+    gx, dev = _check_backward(op, gy, x, y, gx, "y", ndim=2)
+    if dev:
+        return _twin(op)(gy, x, y, gx)
     if gy.size < _SERIAL_BELOW:
         _softmax_bwd_rows(gy, y, gx, log, 0, gy.shape[0])
     else:

@@ -106,9 +106,13 @@ def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, 
                 gx[n, c, i] = a * (gy[n, c, i] - mb - (x[n, c, i] - mean) * mg)
 
 
-def _host_only(op, *arrays):
-    if any(a is not None and is_device_array(a) for a in arrays):
-        raise TypeError(f"{op}: CUDA arrays are not supported yet (CPU kernels only)")
+def _on_device(op, *arrays):
+    """True when every array given is a CUDA device array (dispatch to edgecnn.kernels.cuda), False when
+    all are NumPy arrays; TypeError when they are mixed."""
+    dev = [is_device_array(a) for a in arrays if a is not None]
+    if any(dev) and not all(dev):
+        raise TypeError(f"{op}: the arrays must all be NumPy arrays or all CUDA device arrays")
+    return bool(dev) and all(dev)
 
 
 def _real(op, name, v, lo, lo_open, hi=None):
@@ -150,10 +154,14 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training=True
     if training and n * h * w < 2:
         raise ValueError(f"{op}: training needs more than 1 value per channel to estimate a variance, "
                          f"got x of shape {tuple(x.shape)}")
-    _host_only(op, x, gamma, beta, running_mean, running_var, out, save_mean, save_invstd)
-    out = check_out(op, "out", out, x.shape)
-    save_mean = check_out(op, "save_mean", save_mean, (c,))
-    save_invstd = check_out(op, "save_invstd", save_invstd, (c,))
+    dev = _on_device(op, x, gamma, beta, running_mean, running_var, out, save_mean, save_invstd)
+    out = check_out(op, "out", out, x.shape, like=x)
+    save_mean = check_out(op, "save_mean", save_mean, (c,), like=x)
+    save_invstd = check_out(op, "save_invstd", save_invstd, (c,), like=x)
+    if dev:
+        from .cuda import batchnorm as _cu
+        return _cu.batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps,
+                                       out, save_mean, save_invstd)
     x3, y3 = x.reshape(n, c, h * w), out.reshape(n, c, h * w)
     if training:
         update = running_mean is not None
@@ -174,10 +182,13 @@ def batchnorm2d_backward(gy, x, gamma, save_mean, save_invstd, gx=None, ggamma=N
     n, c, h, w = x.shape
     for name, a in (("gamma", gamma), ("save_mean", save_mean), ("save_invstd", save_invstd)):
         _channel_vec(op, name, a, c, x.shape)
-    _host_only(op, gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta)
-    gx = check_out(op, "gx", gx, x.shape)
-    ggamma = check_out(op, "ggamma", ggamma, (c,))
-    gbeta = check_out(op, "gbeta", gbeta, (c,))
+    dev = _on_device(op, gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta)
+    gx = check_out(op, "gx", gx, x.shape, like=x)
+    ggamma = check_out(op, "ggamma", ggamma, (c,), like=x)
+    gbeta = check_out(op, "gbeta", gbeta, (c,), like=x)
+    if dev:
+        from .cuda import batchnorm as _cu
+        return _cu.batchnorm2d_backward(gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta)
     batchnorm2d_bwd_input_cpu(gy.reshape(n, c, h * w), x.reshape(n, c, h * w), gamma, save_mean, save_invstd,
                               gx.reshape(n, c, h * w), ggamma, gbeta)
     return gx, ggamma, gbeta

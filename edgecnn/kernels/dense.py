@@ -51,9 +51,13 @@ def dense_bwd_weight_cpu(gy, x, gw, gb):
         _sum_rows(gy, gb)
 
 
-def _host_only(op, *arrays):
-    if any(a is not None and is_device_array(a) for a in arrays):
-        raise TypeError(f"{op}: CUDA arrays are not supported yet (CPU kernels only)")
+def _on_device(op, *arrays):
+    """True when every array given is a CUDA device array (dispatch to edgecnn.kernels.cuda), False when
+    all are NumPy arrays; TypeError when they are mixed."""
+    dev = [is_device_array(a) for a in arrays if a is not None]
+    if any(dev) and not all(dev):
+        raise TypeError(f"{op}: the arrays must all be NumPy arrays or all CUDA device arrays")
+    return bool(dev) and all(dev)
 
 
 def _check_xw(op, x, w):
@@ -71,8 +75,11 @@ def dense_forward(x, w, b=None, out=None):
     if b is not None:
         check_array(op, "b", b, 1)
         check_shape(op, "b", b, (w.shape[0],))
-    _host_only(op, x, w, b, out)
-    out = check_out(op, "out", out, (x.shape[0], w.shape[0]))
+    dev = _on_device(op, x, w, b, out)
+    out = check_out(op, "out", out, (x.shape[0], w.shape[0]), like=x)
+    if dev:
+        from .cuda import dense as _cu
+        return _cu.dense_forward(x, w, b, out)
     if out is x or out is w:
         raise ValueError(f"{op}: out must not be an input, got shape {tuple(out.shape)}")
     dense_fwd_cpu(x, w, b, out)
@@ -85,10 +92,13 @@ def dense_backward(gy, x, w, need_input_grad=True, need_bias_grad=True, gx=None,
     _check_xw(op, x, w)
     check_array(op, "gy", gy, 2)
     check_shape(op, "gy", gy, (x.shape[0], w.shape[0]))
-    _host_only(op, gy, x, w, gx, gw, gb)
-    gw = check_out(op, "gw", gw, w.shape)
-    gb = check_out(op, "gb", gb, (w.shape[0],)) if need_bias_grad else None
-    gx = check_out(op, "gx", gx, x.shape) if need_input_grad else None
+    dev = _on_device(op, gy, x, w, gx, gw, gb)
+    gw = check_out(op, "gw", gw, w.shape, like=gy)
+    gb = check_out(op, "gb", gb, (w.shape[0],), like=gy) if need_bias_grad else None
+    gx = check_out(op, "gx", gx, x.shape, like=gy) if need_input_grad else None
+    if dev:
+        from .cuda import dense as _cu
+        return _cu.dense_backward(gy, x, w, need_input_grad, need_bias_grad, gx, gw, gb)
     if gx is not None:
         dense_bwd_input_cpu(gy, w, gx)
     dense_bwd_weight_cpu(gy, x, gw, gb)

@@ -78,9 +78,13 @@ def _rate(op, rate):
     return float(rate)
 
 
-def _host_only(op, *arrays):
-    if any(a is not None and is_device_array(a) for a in arrays):
-        raise TypeError(f"{op}: CUDA arrays are not supported yet (CPU kernels only)")
+def _on_device(op, *arrays):
+    """True when every array given is a CUDA device array (dispatch to edgecnn.kernels.cuda), False when
+    all are NumPy arrays; TypeError when they are mixed."""
+    dev = [is_device_array(a) for a in arrays if a is not None]
+    if any(dev) and not all(dev):
+        raise TypeError(f"{op}: the arrays must all be NumPy arrays or all CUDA device arrays")
+    return bool(dev) and all(dev)
 
 
 def dropout_forward(x, rate, seed, training=True, out=None, mask=None):
@@ -94,9 +98,12 @@ def dropout_forward(x, rate, seed, training=True, out=None, mask=None):
     rate = _rate(op, rate)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
         raise ValueError(f"{op}: seed must be an int in [0, 2**64), got {seed!r}")
-    _host_only(op, x, out, mask)
-    out = check_out(op, "out", out, x.shape)
-    mask = check_out(op, "mask", mask, x.shape, dtype=np.uint8)
+    dev = _on_device(op, x, out, mask)
+    out = check_out(op, "out", out, x.shape, like=x)
+    mask = check_out(op, "mask", mask, x.shape, dtype=np.uint8, like=x)
+    if dev:
+        from .cuda import dropout as _cu
+        return _cu.dropout_forward(x, rate, seed, training, out, mask)
     if not training or rate == 0.0:
         if out is not x:
             np.copyto(out, x)
@@ -120,8 +127,11 @@ def dropout_backward(gy, mask, rate, gx=None):
     check_array(op, "mask", mask, dtype=np.uint8)
     check_shape(op, "mask", mask, gy.shape)
     rate = _rate(op, rate)
-    _host_only(op, gy, mask, gx)
-    gx = check_out(op, "gx", gx, gy.shape)
+    dev = _on_device(op, gy, mask, gx)
+    gx = check_out(op, "gx", gx, gy.shape, like=gy)
+    if dev:
+        from .cuda import dropout as _cu
+        return _cu.dropout_backward(gy, mask, rate, gx)
     scale = np.float32(1.0 / (1.0 - rate))
     gf, mf, xf = gy.reshape(-1), mask.reshape(-1), gx.reshape(-1)
     if gf.size < _SERIAL_BELOW:

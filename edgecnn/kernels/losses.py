@@ -80,28 +80,36 @@ def mse_loss_fwd_cpu(p, t, grad):
     return total * inv
 
 
-def _host_only(op, *arrays):
-    if any(a is not None and is_device_array(a) for a in arrays):
-        raise TypeError(f"{op}: CUDA arrays are not supported yet (CPU kernels only)")
+def _on_device(op, *arrays):
+    """True when every array given is a CUDA device array (dispatch to edgecnn.kernels.cuda), False when
+    all are NumPy arrays; TypeError when they are mixed."""
+    dev = [is_device_array(a) for a in arrays if a is not None]
+    if any(dev) and not all(dev):
+        raise TypeError(f"{op}: the arrays must all be NumPy arrays or all CUDA device arrays")
+    return bool(dev) and all(dev)
 
 
 def softmax_cross_entropy(logits, labels, grad=None):
     """(mean cross-entropy of softmax(logits) against integer labels, d loss / d logits)."""
     op = "softmax_cross_entropy"
     check_array(op, "logits", logits, 2)
-    if not isinstance(labels, np.ndarray) or labels.dtype not in (np.int32, np.int64):
+    if not (isinstance(labels, np.ndarray) or is_device_array(labels)) \
+            or np.dtype(labels.dtype) not in (np.int32, np.int64):
         raise TypeError(f"{op}: labels must be an int32 or int64 array, got "
                         f"{getattr(labels, 'dtype', type(labels).__name__)} "
                         f"with shape {tuple(getattr(labels, 'shape', ()))}")
     check_array(op, "labels", labels, 1, dtype=labels.dtype)
     n, k = logits.shape
     check_shape(op, "labels", labels, (n,))
+    dev = _on_device(op, logits, labels, grad)
+    grad = check_out(op, "grad", grad, logits.shape, like=logits)
+    if dev:   # the twin checks the label range itself (no host copy of the labels)
+        from .cuda import losses as _cu
+        return _cu.softmax_cross_entropy(logits, labels, grad)
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= k:
         raise ValueError(f"{op}: labels must be in [0, {k}) for logits of shape {tuple(logits.shape)}, "
                          f"got values from {lo} to {hi}")
-    _host_only(op, logits, grad)
-    grad = check_out(op, "grad", grad, logits.shape)
     return float(softmax_cross_entropy_fwd_cpu(logits, labels, grad)), grad
 
 
@@ -109,8 +117,8 @@ def _pair(op, a_name, a, b_name, b, grad):
     check_array(op, a_name, a)
     check_array(op, b_name, b)
     check_shape(op, b_name, b, a.shape)
-    _host_only(op, a, b, grad)
-    return check_out(op, "grad", grad, a.shape)
+    dev = _on_device(op, a, b, grad)
+    return check_out(op, "grad", grad, a.shape, like=a), dev
 
 
 def bce_with_logits(logits, targets, grad=None):
@@ -118,7 +126,10 @@ def bce_with_logits(logits, targets, grad=None):
 
     Written as max(x, 0) - x t + log1p(exp(-|x|)): no overflow for any finite logit."""
     op = "bce_with_logits"
-    grad = _pair(op, "logits", logits, "targets", targets, grad)
+    grad, dev = _pair(op, "logits", logits, "targets", targets, grad)
+    if dev:
+        from .cuda import losses as _cu
+        return _cu.bce_with_logits(logits, targets, grad)
     loss = bce_with_logits_fwd_cpu(logits.reshape(-1), targets.reshape(-1), grad.reshape(-1))
     return float(loss), grad
 
@@ -126,5 +137,8 @@ def bce_with_logits(logits, targets, grad=None):
 def mse_loss(pred, target, grad=None):
     """(mean of (pred - target)^2 over all elements, d loss / d pred)."""
     op = "mse_loss"
-    grad = _pair(op, "pred", pred, "target", target, grad)
+    grad, dev = _pair(op, "pred", pred, "target", target, grad)
+    if dev:
+        from .cuda import losses as _cu
+        return _cu.mse_loss(pred, target, grad)
     return float(mse_loss_fwd_cpu(pred.reshape(-1), target.reshape(-1), grad.reshape(-1))), grad

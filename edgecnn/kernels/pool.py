@@ -42,9 +42,13 @@ def pool2d_output_shape(x_shape, kernel_size, stride=None, padding=0):
     return (x_shape[0], x_shape[1], o[0], o[1])
 
 
-def _host_only(op, *arrays):
-    if any(a is not None and is_device_array(a) for a in arrays):
-        raise TypeError(f"{op}: CUDA arrays are not supported yet (CPU kernels only)")
+def _on_device(op, *arrays):
+    """True when every array given is a CUDA device array (dispatch to edgecnn.kernels.cuda), False when
+    all are NumPy arrays; TypeError when they are mixed."""
+    dev = [is_device_array(a) for a in arrays if a is not None]
+    if any(dev) and not all(dev):
+        raise TypeError(f"{op}: the arrays must all be NumPy arrays or all CUDA device arrays")
+    return bool(dev) and all(dev)
 
 
 def _x_shape(op, x_shape):
@@ -262,11 +266,14 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, out=None, argmax=
     """Max pooling; returns (y, argmax) with argmax int32 = h*W + w inside each (n, c) plane."""
     op = "max_pool2d_forward"
     check_array(op, "x", x, 4)
-    _host_only(op, x, out, argmax)
+    dev = _on_device(op, x, out, argmax)
     k, s, p, o = _settings(op, x.shape, kernel_size, stride, padding)
-    yshape = x.shape[:2] + o
-    out = check_out(op, "out", out, yshape)
-    argmax = check_out(op, "argmax", argmax, yshape, dtype=np.int32)
+    yshape = tuple(x.shape[:2]) + o
+    out = check_out(op, "out", out, yshape, like=x)
+    argmax = check_out(op, "argmax", argmax, yshape, dtype=np.int32, like=x)
+    if dev:
+        from .cuda import pool as _cu
+        return _cu.max_pool2d_forward(x, k, s, p, out, argmax)
     max_pool2d_fwd_cpu(_planes(x), k[0], k[1], s[0], s[1], p[0], p[1], _planes(out), _planes(argmax))
     return out, argmax
 
@@ -277,11 +284,14 @@ def max_pool2d_backward(gy, argmax, x_shape, gx=None):
     x_shape = _x_shape(op, x_shape)
     check_array(op, "gy", gy, 4)
     check_array(op, "argmax", argmax, 4, dtype=np.int32)
-    _host_only(op, gy, argmax, gx)
+    dev = _on_device(op, gy, argmax, gx)
     check_shape(op, "argmax", argmax, gy.shape)
-    if gy.shape[:2] != x_shape[:2]:
+    if tuple(gy.shape[:2]) != x_shape[:2]:
         raise ValueError(f"{op}: gy shape {tuple(gy.shape)} does not match x_shape {x_shape} in (N, C)")
-    gx = check_out(op, "gx", gx, x_shape)
+    gx = check_out(op, "gx", gx, x_shape, like=gy)
+    if dev:
+        from .cuda import pool as _cu
+        return _cu.max_pool2d_backward(gy, argmax, x_shape, gx)
     n, c, h, w = x_shape
     bad = max_pool2d_bwd_input_cpu(gy.reshape(n * c, -1), argmax.reshape(n * c, -1), gx.reshape(n * c, h * w))
     if bad:
@@ -292,9 +302,12 @@ def max_pool2d_backward(gy, argmax, x_shape, gx=None):
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True, out=None):
     op = "avg_pool2d_forward"
     check_array(op, "x", x, 4)
-    _host_only(op, x, out)
+    dev = _on_device(op, x, out)
     k, s, p, o = _settings(op, x.shape, kernel_size, stride, padding)
-    out = check_out(op, "out", out, x.shape[:2] + o)
+    out = check_out(op, "out", out, tuple(x.shape[:2]) + o, like=x)
+    if dev:
+        from .cuda import pool as _cu
+        return _cu.avg_pool2d_forward(x, k, s, p, bool(count_include_pad), out)
     avg_pool2d_fwd_cpu(_planes(x), k[0], k[1], s[0], s[1], p[0], p[1], bool(count_include_pad), _planes(out))
     return out
 
@@ -309,8 +322,11 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride=None, padding=0, count_
     x_shape = _x_shape(op, x_shape)
     k, s, p, o = _settings(op, x_shape, kernel_size, stride, padding)
     _check_gy(op, gy, x_shape, o)
-    _host_only(op, gy, gx)
-    gx = check_out(op, "gx", gx, x_shape)
+    dev = _on_device(op, gy, gx)
+    gx = check_out(op, "gx", gx, x_shape, like=gy)
+    if dev:
+        from .cuda import pool as _cu
+        return _cu.avg_pool2d_backward(gy, x_shape, k, s, p, bool(count_include_pad), gx)
     avg_pool2d_bwd_input_cpu(_planes(gy), k[0], k[1], s[0], s[1], p[0], p[1], bool(count_include_pad),
                              _planes(gx))
     return gx
@@ -320,9 +336,12 @@ def l2_pool2d_forward(x, kernel_size, stride=None, padding=0, out=None):
     """sqrt(sum of squares) over each window (pads count as 0)."""
     op = "l2_pool2d_forward"
     check_array(op, "x", x, 4)
-    _host_only(op, x, out)
+    dev = _on_device(op, x, out)
     k, s, p, o = _settings(op, x.shape, kernel_size, stride, padding)
-    out = check_out(op, "out", out, x.shape[:2] + o)
+    out = check_out(op, "out", out, tuple(x.shape[:2]) + o, like=x)
+    if dev:
+        from .cuda import pool as _cu
+        return _cu.l2_pool2d_forward(x, k, s, p, out)
     l2_pool2d_fwd_cpu(_planes(x), k[0], k[1], s[0], s[1], p[0], p[1], _planes(out))
     return out
 
@@ -334,8 +353,11 @@ def l2_pool2d_backward(gy, x, y, kernel_size, stride=None, padding=0, gx=None):
     _check_gy(op, gy, x.shape, o)
     check_array(op, "y", y, 4)
     check_shape(op, "y", y, gy.shape)
-    _host_only(op, gy, x, y, gx)
-    gx = check_out(op, "gx", gx, x.shape)
+    dev = _on_device(op, gy, x, y, gx)
+    gx = check_out(op, "gx", gx, x.shape, like=x)
+    if dev:
+        from .cuda import pool as _cu
+        return _cu.l2_pool2d_backward(gy, x, y, k, s, p, gx)
     l2_pool2d_bwd_input_cpu(_planes(gy), _planes(x), _planes(y), k[0], k[1], s[0], s[1], p[0], p[1],
                             _planes(gx))
     return gx
@@ -345,9 +367,12 @@ def global_avg_pool2d_forward(x, out=None):
     """Mean over H and W: (N, C, H, W) -> (N, C)."""
     op = "global_avg_pool2d_forward"
     check_array(op, "x", x, 4)
-    _host_only(op, x, out)
+    dev = _on_device(op, x, out)
     n, c, h, w = x.shape
-    out = check_out(op, "out", out, (n, c))
+    out = check_out(op, "out", out, (n, c), like=x)
+    if dev:
+        from .cuda import pool as _cu
+        return _cu.global_avg_pool2d_forward(x, out)
     global_avg_pool2d_fwd_cpu(x.reshape(n * c, h * w), out.reshape(n * c))
     return out
 
@@ -357,8 +382,11 @@ def global_avg_pool2d_backward(gy, x_shape, gx=None):
     x_shape = _x_shape(op, x_shape)
     check_array(op, "gy", gy, 2)
     check_shape(op, "gy", gy, x_shape[:2])
-    _host_only(op, gy, gx)
-    gx = check_out(op, "gx", gx, x_shape)
+    dev = _on_device(op, gy, gx)
+    gx = check_out(op, "gx", gx, x_shape, like=gy)
+    if dev:
+        from .cuda import pool as _cu
+        return _cu.global_avg_pool2d_backward(gy, x_shape, gx)
     n, c, h, w = x_shape
     global_avg_pool2d_bwd_input_cpu(gy.reshape(n * c), gx.reshape(n * c, h * w))
     return gx
