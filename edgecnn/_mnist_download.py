@@ -95,8 +95,10 @@ def download(name, dest_dir, mirrors=MIRRORS, retries=3, timeout=30.0, backoff=1
         _check_mirror(m)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
         raise ValueError(f"download: retries must be an int >= 1, got {retries!r}")
-    if not timeout > 0:
-        raise ValueError(f"download: timeout must be > 0 seconds, got {timeout!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"download: timeout must be a number of seconds > 0, got {timeout!r}")
+    if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not backoff >= 0:
+        raise ValueError(f"download: backoff must be a number of seconds >= 0, got {backoff!r}")
     dest_dir = pathlib.Path(dest_dir)
     target = dest_dir / (name + ".gz")
     try:

@@ -245,6 +245,8 @@ def test_load_mnist_download_failure_names_urls_and_fix(server, tmp_path):
     (dict(mirrors=[]), "mirrors"),
     (dict(retries=0), "retries"),
     (dict(timeout=0), "timeout"),
+    (dict(timeout="30"), "timeout"),
+    (dict(backoff=-1), "backoff"),
     (dict(name="mnist.npz"), "name"),
 ])
 def test_bad_arguments_name_the_parameter(tmp_path, kwargs, param):
