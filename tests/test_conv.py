@@ -63,12 +63,15 @@ def _make(xs, ks, kw, seed):
     return x, w, b, kw
 
 
-@pytest.fixture(params=["direct", "gemm", "gemm-1"])
+@pytest.fixture(params=["direct", "gemm", "gemm-1", "direct-generic", "gemm-generic"])
 def path(request, monkeypatch):
-    """Force one CPU path; "gemm-1" also cuts the batch into one-sample chunks."""
+    """Force one CPU path; "-1" also cuts the batch into one-sample chunks; "-generic" keeps
+    stride-1 convs off the wide-row kernels."""
     monkeypatch.setattr(conv, "_FORCE_PATH", request.param.split("-")[0])
-    if request.param == "gemm-1":
+    if request.param.endswith("-1"):
         monkeypatch.setattr(_conv_gemm, "CHUNK_BYTES", 1)
+    if request.param.endswith("-generic"):
+        monkeypatch.setattr(conv, "_FORCE_GENERIC", True)
     return request.param
 
 
@@ -149,16 +152,16 @@ def _random_conv(draw):
 
 
 @settings(max_examples=40, deadline=None)
-@given(cfg=_random_conv(), path=st.sampled_from(["direct", "gemm"]))
-def test_conv2d_random_configs(cfg, path):
+@given(cfg=_random_conv(), path=st.sampled_from(["direct", "gemm"]), generic=st.booleans())
+def test_conv2d_random_configs(cfg, path, generic):
     xs, ks, kw, seed = cfg
-    old = conv._FORCE_PATH
-    conv._FORCE_PATH = path
+    old = conv._FORCE_PATH, conv._FORCE_GENERIC
+    conv._FORCE_PATH, conv._FORCE_GENERIC = path, generic
     try:
         x, w, b, kw = _make(xs, ks, kw, seed)
         _check_conv2d(x, w, b, kw, seed)
     finally:
-        conv._FORCE_PATH = old
+        conv._FORCE_PATH, conv._FORCE_GENERIC = old
 
 
 @pytest.mark.parametrize("shape", [((64, 1, 28, 28), (32, 3, 3), {}),

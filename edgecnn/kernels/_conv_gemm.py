@@ -1,24 +1,23 @@
 """im2col + GEMM conv2d, a chunk of samples at a time.
 
-The batch is cut into chunks whose patch matrix stays in L2; per chunk a parallel Numba pass
-builds the patches, NumPy's matmul (OpenBLAS, called from Python between the Numba stages so
-SciPy is never needed) multiplies, and a second Numba pass writes NCHW with the bias fused in.
+Each thread (see _conv_threads) takes a slice [lo, hi) of the batch and cuts it into chunks whose
+patch matrix stays in its core's L2; per chunk a serial Numba pass builds the patches, NumPy's
+matmul (single-threaded OpenBLAS, called from Python between the Numba stages so SciPy is never
+needed) multiplies, and a second Numba pass writes NCHW with the bias fused in.
 Patch layout per chunk: cols[g, r, n, p] with r = (c, i, j) and p = (oh, ow), so one group's
 patches are a (R, nb*P) matrix and every GEMM has a long inner dimension.
 
 Backward per chunk: gather gy into gyc[g, k, n, p]; gw_g += gyc_g @ cols_g^T (chunks summed
-in a fixed order, deterministic); gcols_g = w_g^T @ gyc_g; col2im into gx, parallel over
-(n, c) planes, which are disjoint.
+in a fixed order, deterministic); gcols_g = w_g^T @ gyc_g; col2im into gx.
 """
 import threading
 
 import numpy as np
-from numba import prange
-
 from edgecnn._jit import njit
-from ._conv_direct import valid_range
+from ._conv_direct import pad_planes, valid_range
 
-# Bytes of patch matrix per chunk: two cores with 2 MiB of L2 each.
+# Bytes of scratch per chunk and thread (patches, and in backward their gradient and gy):
+# well inside a core's 2 MiB L2.
 CHUNK_BYTES = 1 << 20
 
 _local = threading.local()
@@ -44,12 +43,12 @@ def chunk_size(N, rows, P, groups, budget=None):
     return int(max(1, min(N, nb)))
 
 
-@njit(parallel=True)
+@njit
 def im2col(x, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, cols):
     N, C, H, W = x.shape
     G, R, nb = cols.shape[0], cols.shape[1], cols.shape[2]
     Cg = C // G
-    for t in prange(G * R * nb):
+    for t in range(G * R * nb):
         nl = t % nb
         r = (t // nb) % R
         g = t // (nb * R)
@@ -75,7 +74,7 @@ def im2col(x, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, cols):
                     dst[base + ow] = np.float32(0)
 
 
-@njit(parallel=True)
+@njit
 def scatter_bias(tmp, b, has_bias, n0, y):
     """y[n0+n, g*Kg+k, :] = tmp[g, k, n*P:(n+1)*P] + b."""
     G, Kg = tmp.shape[0], tmp.shape[1]
@@ -83,7 +82,7 @@ def scatter_bias(tmp, b, has_bias, n0, y):
     nb = tmp.shape[2] // P
     K = G * Kg
     yf = y.reshape(y.shape[0], K, P)
-    for t in prange(nb * K):
+    for t in range(nb * K):
         nl = t // K
         k = t % K
         src = tmp[k // Kg, k % Kg]
@@ -96,13 +95,13 @@ def scatter_bias(tmp, b, has_bias, n0, y):
             dst[p] = src[base + p] + bv
 
 
-@njit(parallel=True)
+@njit
 def gather_gy(gy, n0, gyc):
     """gyc[g, k, n, :] = gy[n0+n, g*Kg+k, :]."""
     G, Kg, nb, P = gyc.shape
     K = G * Kg
     gyf = gy.reshape(gy.shape[0], K, P)
-    for t in prange(nb * K):
+    for t in range(nb * K):
         nl = t // K
         k = t % K
         src = gyf[n0 + nl, k]
@@ -111,12 +110,12 @@ def gather_gy(gy, n0, gyc):
             dst[p] = src[p]
 
 
-@njit(parallel=True)
+@njit
 def col2im(gcols, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, gx):
     N, C, H, W = gx.shape
     G, R, nb = gcols.shape[0], gcols.shape[1], gcols.shape[2]
     Cg = C // G
-    for t in prange(nb * C):
+    for t in range(nb * C):
         nl = t // C
         c = t % C
         g = c // Cg
@@ -138,15 +137,160 @@ def col2im(gcols, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, gx):
                         gxp[ih, ow * sw + offw] += src[base + ow]
 
 
-def gemm_fwd(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, y):
+# --- stride 1: wide rows (see _conv_direct) ----------------------------------------------------
+# Each patch row (c, i, j) of a sample is ONE contiguous slice of the padded plane, of length
+# Lw = (Ho-1)*Wp + Wo: im2col becomes a memcpy per row. The GEMM also computes the Wp - Wo junk
+# columns of each output row (a few % more flops; the scatter drops them); gy is gathered with
+# zeros there, so they add nothing to gw, and gcols = w^T gy is zero there too.
+
+@njit
+def im2col_s1(x, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols):
+    G, R, nb, Lw = cols.shape
+    Cg = x.shape[1] // G
+    for nl in range(nb):
+        pad_planes(x, n0 + nl, pt, pl, Hp, Wp, xpad)
+        for g in range(G):
+            for r in range(R):
+                c = r // (KH * KW)
+                i = (r // KW) % KH
+                j = r % KW
+                off = i * dh * Wp + j * dw
+                src = xpad[g * Cg + c, off:off + Lw]
+                dst = cols[g, r, nl]
+                for q in range(Lw):
+                    dst[q] = src[q]
+
+
+@njit
+def scatter_bias_s1(tmp, b, has_bias, n0, Wp, Lw, y):
+    """y[n0+n, g*Kg+k, oh, ow] = tmp[g, k, n*Lw + oh*Wp + ow] + b."""
+    G, Kg = tmp.shape[0], tmp.shape[1]
+    Ho, Wo = y.shape[2], y.shape[3]
+    nb = tmp.shape[2] // Lw
+    for nl in range(nb):
+        for k in range(G * Kg):
+            src = tmp[k // Kg, k % Kg]
+            bv = np.float32(0)
+            if has_bias:
+                bv = b[k]
+            for oh in range(Ho):
+                base = nl * Lw + oh * Wp
+                for ow in range(Wo):
+                    y[n0 + nl, k, oh, ow] = src[base + ow] + bv
+
+
+@njit
+def gather_gy_s1(gy, n0, Wp, gyc):
+    """gyc[g, k, n, oh*Wp + ow] = gy[n0+n, g*Kg+k, oh, ow], zeros in the junk columns."""
+    G, Kg, nb, Lw = gyc.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for g in range(G):
+        for kl in range(Kg):
+            for nl in range(nb):
+                dst = gyc[g, kl, nl]
+                for oh in range(Ho):
+                    base = oh * Wp
+                    for ow in range(Wo):
+                        dst[base + ow] = gy[n0 + nl, g * Kg + kl, oh, ow]
+                    if oh < Ho - 1:
+                        for ow in range(Wo, Wp):
+                            dst[base + ow] = np.float32(0)
+
+
+@njit
+def col2im_s1(gcols, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, gxpad, gx):
+    G, R, nb, Lw = gcols.shape
+    N, C, H, W = gx.shape
+    Cg = C // G
+    for nl in range(nb):
+        for c in range(C):
+            for q in range(Hp * Wp):
+                gxpad[c, q] = np.float32(0)
+        for g in range(G):
+            for r in range(R):
+                c = r // (KH * KW)
+                i = (r // KW) % KH
+                j = r % KW
+                off = i * dh * Wp + j * dw
+                dst = gxpad[g * Cg + c, off:off + Lw]
+                src = gcols[g, r, nl]
+                for q in range(Lw):
+                    dst[q] += src[q]
+        for c in range(C):
+            for ih in range(H):
+                base = (ih + pt) * Wp + pl
+                for iw in range(W):
+                    gx[n0 + nl, c, ih, iw] = gxpad[c, base + iw]
+
+
+def _s1_dims(Ho, Wo, KH, KW, dh, dw):
+    Hp, Wp = Ho + dh * (KH - 1), Wo + dw * (KW - 1)
+    return Hp, Wp, (Ho - 1) * Wp + Wo
+
+
+def gemm_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
+    N, C, H, W = x.shape
+    K, Cg, KH, KW = w.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    Hp, Wp, Lw = _s1_dims(Ho, Wo, KH, KW, dh, dw)
+    R, Kg = Cg * KH * KW, K // groups
+    w2 = w.reshape(groups, Kg, R)
+    nb = chunk_size(hi - lo, R + Kg, Lw, groups)
+    xpad = scratch("xpad", (C, Hp * Wp))
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        cols = scratch("cols", (groups, R, m, Lw))
+        tmp = scratch("ytmp", (groups, Kg, m * Lw))
+        im2col_s1(x, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
+        for g in range(groups):
+            np.matmul(w2[g], cols[g].reshape(R, m * Lw), out=tmp[g])
+        scatter_bias_s1(tmp, b, has_bias, n0, Wp, Lw, y)
+
+
+def gemm_bwd_s1(gy, x, w, pt, pl, dh, dw, groups, lo, hi, gx, gw):
+    N, K, Ho, Wo = gy.shape
+    _, Cg, KH, KW = (w if w is not None else gw).shape
+    C = Cg * groups
+    Hp, Wp, Lw = _s1_dims(Ho, Wo, KH, KW, dh, dw)
+    R, Kg = Cg * KH * KW, K // groups
+    w2 = None if w is None else w.reshape(groups, Kg, R)
+    gw2 = None if gw is None else gw.reshape(groups, Kg, R)
+    rows = Kg + (R if gw is not None else 0) + (R if gx is not None else 0)
+    nb = chunk_size(hi - lo, rows, Lw, groups)
+    xpad = scratch("xpad", (C, Hp * Wp))
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        gyc = scratch("gyc", (groups, Kg, m, Lw))
+        gather_gy_s1(gy, n0, Wp, gyc)
+        if gw is not None:
+            cols = scratch("cols", (groups, R, m, Lw))
+            im2col_s1(x, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
+            part = scratch("gwpart", (groups, Kg, R))
+        if gx is not None:
+            gcols = scratch("gcols", (groups, R, m, Lw))
+        for g in range(groups):
+            a = gyc[g].reshape(Kg, m * Lw)
+            if gw is not None:
+                target = gw2[g] if n0 == lo else part[g]
+                np.matmul(a, cols[g].reshape(R, m * Lw).T, out=target)
+                if n0 != lo:
+                    gw2[g] += part[g]
+            if gx is not None:
+                np.matmul(w2[g].T, a, out=gcols[g].reshape(R, m * Lw))
+        if gx is not None:
+            col2im_s1(gcols, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, gx)
+
+
+def gemm_fwd(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, lo, hi, y):
+    """y[lo:hi] = conv(x[lo:hi], w) + b."""
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
     Ho, Wo = y.shape[2], y.shape[3]
     P, R, Kg = Ho * Wo, Cg * KH * KW, K // groups
     w2 = w.reshape(groups, Kg, R)
-    nb = chunk_size(N, R, P, groups)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
+    nb = chunk_size(hi - lo, R + Kg, P, groups)
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
         cols = scratch("cols", (groups, R, m, P))
         tmp = scratch("ytmp", (groups, Kg, m * P))
         im2col(x, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, cols)
@@ -155,32 +299,34 @@ def gemm_fwd(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, y):
         scatter_bias(tmp, b, has_bias, n0, y)
 
 
-def gemm_bwd(gy, x, w, sh, sw, pt, pl, dh, dw, groups, need_gx, gx, gw):
-    N, C, H, W = x.shape
-    K, Cg, KH, KW = w.shape
-    Ho, Wo = gy.shape[2], gy.shape[3]
+def gemm_bwd(gy, x, w, sh, sw, pt, pl, dh, dw, groups, lo, hi, gx, gw):
+    """gx[lo:hi] (if gx is not None) and gw = weight gradient over samples [lo, hi) (if gw is
+    not None; overwritten)."""
+    N, K, Ho, Wo = gy.shape
+    _, Cg, KH, KW = (w if w is not None else gw).shape
     P, R, Kg = Ho * Wo, Cg * KH * KW, K // groups
-    w2 = w.reshape(groups, Kg, R)
-    gw2 = gw.reshape(groups, Kg, R)
-    # Budget shared by cols, gcols and the gathered gy.
-    nb = chunk_size(N, 2 * R + Kg, P, groups)
-    part = scratch("gwpart", (groups, Kg, R))
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        cols = scratch("cols", (groups, R, m, P))
+    w2 = None if w is None else w.reshape(groups, Kg, R)
+    gw2 = None if gw is None else gw.reshape(groups, Kg, R)
+    rows = Kg + (R if gw is not None else 0) + (R if gx is not None else 0)
+    nb = chunk_size(hi - lo, rows, P, groups)
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
         gyc = scratch("gyc", (groups, Kg, m, P))
-        im2col(x, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, cols)
         gather_gy(gy, n0, gyc)
-        if need_gx:
+        if gw is not None:
+            cols = scratch("cols", (groups, R, m, P))
+            im2col(x, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, cols)
+            part = scratch("gwpart", (groups, Kg, R))
+        if gx is not None:
             gcols = scratch("gcols", (groups, R, m, P))
         for g in range(groups):
             a = gyc[g].reshape(Kg, m * P)
-            if n0 == 0:
-                np.matmul(a, cols[g].reshape(R, m * P).T, out=gw2[g])
-            else:
-                np.matmul(a, cols[g].reshape(R, m * P).T, out=part[g])
-                gw2[g] += part[g]
-            if need_gx:
+            if gw is not None:
+                target = gw2[g] if n0 == lo else part[g]
+                np.matmul(a, cols[g].reshape(R, m * P).T, out=target)
+                if n0 != lo:
+                    gw2[g] += part[g]
+            if gx is not None:
                 np.matmul(w2[g].T, a, out=gcols[g].reshape(R, m * P))
-        if need_gx:
+        if gx is not None:
             col2im(gcols, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, gx)

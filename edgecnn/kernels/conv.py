@@ -14,12 +14,15 @@ import numpy as np
 from ._common import (as_int, as_tuple, check_array, check_out, check_shape, is_device_array,
                       output_shape, resolve_padding)
 from . import _conv_direct, _conv_gemm
+from ._conv_threads import n_parts, run_parts
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
            "conv2d_output_shape", "conv2d_fwd_cpu", "conv2d_bwd_input_cpu", "conv2d_bwd_weight_cpu"]
 
-# Tests set this to "direct" or "gemm" to exercise one path on every configuration.
+# Tests set these to exercise one path on every configuration: _FORCE_PATH "direct" or "gemm";
+# _FORCE_GENERIC=True also sends stride-1 convs to the general kernels (not the wide-row ones).
 _FORCE_PATH = None
+_FORCE_GENERIC = False
 _NO_BIAS = np.zeros(1, np.float32)
 
 
@@ -114,48 +117,78 @@ def _choose_path(x_shape, w_shape, groups):
     return "gemm"
 
 
+def _unpack(stride, pads, dilation):
+    return stride[0], stride[1], pads[0][0], pads[1][0], dilation[0], dilation[1]
+
+
 def conv2d_fwd_cpu(x, w, b, stride, pads, dilation, groups, y):
     """y = conv(x, w) + b (cross-correlation). pads = ((top, bottom), (left, right))."""
     has_bias = b is not None
     b = b if has_bias else _NO_BIAS
-    sh, sw = stride
-    dh, dw = dilation
-    pt, pl = pads[0][0], pads[1][0]
-    if _choose_path(x.shape, w.shape, groups) == "gemm":
-        _conv_gemm.gemm_fwd(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, y)
+    sh, sw, pt, pl, dh, dw = _unpack(stride, pads, dilation)
+    gemm = _choose_path(x.shape, w.shape, groups) == "gemm"
+    if sh == sw == 1 and not _FORCE_GENERIC:
+        kernel = _conv_gemm.gemm_fwd_s1 if gemm else _conv_direct.direct_fwd_s1
+
+        def part(p, lo, hi):
+            kernel(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y)
     else:
-        _conv_direct.direct_fwd(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, y)
+        kernel = _conv_gemm.gemm_fwd if gemm else _conv_direct.direct_fwd
+
+        def part(p, lo, hi):
+            kernel(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, lo, hi, y)
+    run_parts(part, x.shape[0], n_parts(x.shape[0]))
 
 
 def conv2d_bwd_input_cpu(gy, w, stride, pads, dilation, groups, gx):
     """gx = d(sum(y * gy))/dx."""
-    sh, sw = stride
-    dh, dw = dilation
-    pt, pl = pads[0][0], pads[1][0]
-    _conv_direct.direct_bwd_input(gy, w, sh, sw, pt, pl, dh, dw, groups, gx)
+    _bwd_cpu(gy, None, w, stride, pads, dilation, groups, gx, None, None)
 
 
 def conv2d_bwd_weight_cpu(gy, x, stride, pads, dilation, groups, gw):
     """gw = d(sum(y * gy))/dw (overwritten)."""
-    sh, sw = stride
-    dh, dw = dilation
-    pt, pl = pads[0][0], pads[1][0]
-    _conv_direct.direct_bwd_weight(gy, x, sh, sw, pt, pl, dh, dw, groups, gw)
+    _bwd_cpu(gy, x, None, stride, pads, dilation, groups, None, gw, None)
 
 
-def _bwd_cpu(gy, x, w, stride, pads, dilation, groups, need_gx, gx, gw, gb):
-    """Both gradients, sharing the patch matrix when the GEMM path runs."""
-    sh, sw = stride
-    dh, dw = dilation
-    pt, pl = pads[0][0], pads[1][0]
-    if _choose_path(x.shape, w.shape, groups) == "gemm":
-        _conv_gemm.gemm_bwd(gy, x, w, sh, sw, pt, pl, dh, dw, groups, need_gx, gx, gw)
-    else:
-        conv2d_bwd_weight_cpu(gy, x, stride, pads, dilation, groups, gw)
-        if need_gx:
-            conv2d_bwd_input_cpu(gy, w, stride, pads, dilation, groups, gx)
-    if gb is not None:
-        _conv_direct.bias_grad(gy, gb)
+def _bwd_cpu(gy, x, w, stride, pads, dilation, groups, gx, gw, gb):
+    """Any of gx, gw, gb (None = skip), sharing passes over the data.
+
+    Each thread takes a slice of the batch; gw and gb get one partial buffer per slice (the
+    first is the output itself), summed afterwards in slice order: race-free and deterministic.
+    """
+    sh, sw, pt, pl, dh, dw = _unpack(stride, pads, dilation)
+    N = gy.shape[0]
+    w_shape = w.shape if w is not None else gw.shape
+    gemm = _choose_path(gy.shape[:1] + (w_shape[1] * groups,), w_shape, groups) == "gemm"
+    parts = n_parts(N)
+    gws = [gw] + [None if gw is None else np.empty_like(gw) for _ in range(parts - 1)]
+    gbs = [gb] + [None if gb is None else np.empty_like(gb) for _ in range(parts - 1)]
+
+    s1 = sh == sw == 1 and not _FORCE_GENERIC
+
+    def part(p, lo, hi):
+        if gemm and s1:
+            _conv_gemm.gemm_bwd_s1(gy, x, w, pt, pl, dh, dw, groups, lo, hi, gx, gws[p])
+        elif gemm:
+            _conv_gemm.gemm_bwd(gy, x, w, sh, sw, pt, pl, dh, dw, groups, lo, hi, gx, gws[p])
+        elif s1:
+            if gws[p] is not None:
+                _conv_direct.direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gws[p])
+            if gx is not None:
+                _conv_direct.direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx)
+        else:
+            if gws[p] is not None:
+                _conv_direct.direct_bwd_weight(gy, x, sh, sw, pt, pl, dh, dw, groups, lo, hi, gws[p])
+            if gx is not None:
+                _conv_direct.direct_bwd_input(gy, w, sh, sw, pt, pl, dh, dw, groups, lo, hi, gx)
+        if gbs[p] is not None:
+            _conv_direct.bias_grad(gy, lo, hi, gbs[p])
+    run_parts(part, N, parts)
+    for p in range(1, parts):
+        if gw is not None:
+            gw += gws[p]
+        if gb is not None:
+            gb += gbs[p]
 
 
 def _as4d(a):
@@ -209,10 +242,10 @@ def _backward(op, nd, gy, x, w, stride, padding, dilation, groups, flip, need_in
     if flip:
         w4 = _flipped(w4)
         gw_f = np.empty_like(gw4)
-        _bwd_cpu(gy4, x4, w4, s.stride, s.pads, s.dilation, s.groups, need_gx, gx4, gw_f, gb)
+        _bwd_cpu(gy4, x4, w4, s.stride, s.pads, s.dilation, s.groups, gx4, gw_f, gb)
         gw4[...] = gw_f[:, :, ::-1, ::-1]
     else:
-        _bwd_cpu(gy4, x4, w4, s.stride, s.pads, s.dilation, s.groups, need_gx, gx4, gw4, gb)
+        _bwd_cpu(gy4, x4, w4, s.stride, s.pads, s.dilation, s.groups, gx4, gw4, gb)
     return gx, gw, gb
 
 

@@ -1,0 +1,106 @@
+"""Coarse parallelism for conv: one slice of the batch per thread, one join per call.
+
+Why not prange + threaded BLAS: a chunked im2col/GEMM pipeline makes hundreds of parallel
+regions and BLAS calls per conv, and every one ends in a barrier. On a quiet machine that costs
+a little; on a shared, oversubscribed one (the normal case here) a barrier waits for a
+descheduled thread and measured 20x-50x slow-downs. So conv splits the batch into as many
+contiguous slices as Numba has threads, runs serial (nogil) Numba kernels and single-threaded
+OpenBLAS GEMMs on each slice in a persistent thread pool, and synchronises once.
+
+OpenBLAS is told to use one thread for the duration of the call (through the same C entry points
+threadpoolctl uses, found in the loaded NumPy OpenBLAS), and its previous setting is restored.
+If no OpenBLAS is found (NumPy on MKL or Accelerate) conv still works, only less predictably.
+"""
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+_lock = threading.Lock()
+_pool = None
+_pool_size = 0
+_blas = None  # (get, set) or () when unavailable
+
+
+def _find_openblas():
+    global _blas
+    if _blas is not None:
+        return _blas
+    candidates = []
+    try:
+        with open("/proc/self/maps") as f:  # Linux: the libraries actually loaded
+            for line in f:
+                path = line.split()[-1]
+                if path.startswith("/") and "openblas" in os.path.basename(path).lower():
+                    candidates.append(path)
+    except OSError:
+        pass
+    candidates = list(dict.fromkeys(candidates))
+    base = os.path.dirname(os.path.dirname(np.__file__))
+    candidates += glob.glob(os.path.join(base, "numpy.libs", "*openblas*"))
+    candidates += glob.glob(os.path.join(os.path.dirname(np.__file__), ".dylibs", "*openblas*"))
+    for path in candidates:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                _blas = (get, put)
+                return _blas
+    _blas = ()
+    return _blas
+
+
+def _executor(workers):
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != workers:
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecnn-conv")
+            _pool_size = workers
+        return _pool
+
+
+def n_parts(N, min_per_part=1):
+    """How many batch slices to use: Numba's thread count, at most N // min_per_part."""
+    return max(1, min(numba.get_num_threads(), N // max(1, min_per_part)))
+
+
+def run_parts(fn, N, parts):
+    """Call fn(part, lo, hi) on ``parts`` contiguous slices of range(N); part 0 on this thread."""
+    bounds = [(p * N // parts, (p + 1) * N // parts) for p in range(parts)]
+    blas = _find_openblas()
+    prev = blas[0]() if blas else None
+    if blas and prev != 1:
+        blas[1](1)
+    try:
+        if parts == 1:
+            fn(0, 0, N)
+            return
+        pool = _executor(parts - 1)
+        futures = [pool.submit(fn, p, lo, hi) for p, (lo, hi) in enumerate(bounds) if p > 0]
+        err = None
+        try:
+            fn(0, *bounds[0])
+        except BaseException as e:  # still wait for the workers: they write into our outputs
+            err = e
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:
+                err = err or e
+        if err is not None:
+            raise err
+    finally:
+        if blas and prev != 1:
+            blas[1](prev)
