@@ -42,10 +42,13 @@ def _default_run_dir(output):
               help="Share of the training images held out for validation.")
 @click.option("--patience", type=click.IntRange(0), default=0,
               help="Stop after this many epochs without a lower validation loss (0: never).")
+@click.option("--filter", "filters", multiple=True, metavar="SPEC",
+              help="Classic filter run on every image before training and inference (repeatable, e.g. "
+                   "--filter gaussian --filter sobel_x); stored in the model file.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Train on the first N images only (quick tries).")
 @click.pass_context
 def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, augment, weight_decay, seed, data_dir,
-            output, run_dir, device, threads, resume, val_fraction, patience, limit):
+            output, run_dir, device, threads, resume, val_fraction, patience, filters, limit):
     """Train a CNN on MNIST and save it (default: the fast default model to ./edgecnn-model.ecnn).
 
     Progress goes to stderr; each epoch is appended to RUN_DIR/train_log.jsonl and checkpointed to
@@ -85,7 +88,7 @@ def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, aug
         config = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                              schedule=schedule, warmup=warmup, augment=augment, weight_decay=weight_decay,
                              seed=seed, val_fraction=val_fraction, patience=patience, limit=limit,
-                             threads=threads, device=device, data_dir=data_dir)
+                             threads=threads, device=device, data_dir=data_dir, filters=list(filters) or None)
     try:
         resolved = config.resolved()
     except ValueError as e:
@@ -108,8 +111,7 @@ def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, aug
 
     meta = {"training": result.summary()}
     try:
-        eio.save(output, result.model, {"normalization": result.normalization, "filters": None},
-                 metadata=meta)
+        eio.save(output, result.model, result.preprocessing(), metadata=meta)
     except eio.ModelFileError as e:
         raise click.ClickException(str(e)) from None
     wall = time.perf_counter() - t0

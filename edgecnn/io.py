@@ -224,12 +224,12 @@ class Classifier:
             x = x.astype(np.float32)
             if not np.isfinite(x).all():
                 raise ValueError("Classifier.predict: images contain NaN or inf")
+            if self._chain is not None or (np.all(x == np.rint(x)) and x.min() >= 0 and x.max() <= 255):
+                # whole 0..255 values take the uint8 path; a filter chain was trained on uint8 images
+                x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
         if self._chain is not None:
             x = np.stack([np.asarray(self._chain.apply(np.ascontiguousarray(im))) for im in x])
         if self._norm is not None:
-            if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.floating) and self._chain is None \
-                    and np.all(x == np.rint(x)) and x.min() >= 0 and x.max() <= 255:
-                x = x.astype(np.uint8)  # float images of whole 0..255 values: same path as uint8
             x = self._norm.apply(x)
         else:
             x = x.astype(np.float32)[:, None]

@@ -87,6 +87,7 @@ class TrainConfig:
     device: str = "cpu"
     data_dir: str = None
     eval_batch_size: int = 500
+    filters: list = None           # FilterChain specs run on every image first (stored in the model file)
 
     def resolved(self):
         """A copy with every None setting filled from the recipe, checked."""
@@ -151,6 +152,14 @@ class TrainResult:
     run_dir: str = None
     checkpoint: str = None
     threads: int = None
+
+    def preprocessing(self):
+        """The model file's preprocessing entry: normalization and the filter chain used in training."""
+        chain = None
+        if self.config.filters:
+            from .filters import FilterChain
+            chain = FilterChain(list(self.config.filters)).to_config()
+        return {"normalization": self.normalization.to_config(), "filters": chain}
 
     def summary(self):
         """JSON-able training summary (stored in the model file's metadata)."""
@@ -230,6 +239,15 @@ def evaluate(model, x, labels, batch_size=500):
     return loss, float((pred == labels).mean()), pred
 
 
+def apply_chain(chain, images):
+    """The filter chain on each uint8 image (same function the Classifier runs at inference)."""
+    out = np.stack([np.asarray(chain.apply(np.ascontiguousarray(im))) for im in images])
+    if out.dtype != np.uint8 or out.shape != images.shape:
+        raise ValueError(f"filters: the chain must map uint8 {images.shape[1:]} images to uint8 images of the "
+                         f"same shape for training, got {out.dtype} {out.shape[1:]}")
+    return out
+
+
 def confusion_matrix(labels, pred, k=10):
     labels = np.asarray(labels).astype(np.int64)
     return np.bincount(labels * k + np.asarray(pred), minlength=k * k).reshape(k, k)
@@ -280,6 +298,11 @@ class Trainer:
         images, labels = data.train_images, data.train_labels
         if config.limit is not None:
             images, labels = images[:config.limit], labels[:config.limit]
+        self.chain = None
+        if config.filters:
+            from .filters import FilterChain
+            self.chain = FilterChain(list(config.filters))
+            images = apply_chain(self.chain, images)
         if config.val_fraction > 0:
             tx, ty, vx, vy = D.train_val_split(images, labels, config.val_fraction, config.seed)
         else:
@@ -297,7 +320,8 @@ class Trainer:
         self.val = (self.normalization.apply(vx), vy) if len(vx) else None
         self.test = None
         if getattr(data, "test_images", None) is not None and len(data.test_images):
-            self.test = (data.test_images, data.test_labels)
+            test_images = data.test_images if self.chain is None else apply_chain(self.chain, data.test_images)
+            self.test = (test_images, data.test_labels)
         self.model.seed(config.seed)
         self.optimizer = make_optimizer(self.model, config)
         from .optim import make_schedule

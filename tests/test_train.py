@@ -235,3 +235,22 @@ def test_short_real_training_beats_chance_by_far(mnist, tmp_path):
     res = T.Trainer(cfg, data=mnist, run_dir=tmp_path / "real", stream=stream, tty=False).run()
     assert res.confusion.sum() == 10000
     assert res.test_accuracy > 0.90, stream.getvalue()
+
+
+def test_filter_chain_is_trained_with_and_stored_in_the_model_file(small, tmp_path):
+    import edgecnn
+    from edgecnn import io as eio
+    from edgecnn.data import Normalization
+    from edgecnn.filters import FilterChain
+    res, _ = run(small, tmp_path / "f", epochs=1, filters=["gaussian"], augment=False)
+    path = tmp_path / "f.ecnn"
+    eio.save(path, res.model, res.preprocessing(), metadata={"training": res.summary()})
+    clf = edgecnn.load(path)
+    assert clf.preprocessing["filters"]["steps"][0]["name"] == "gaussian"
+    imgs = small.test_images[:16]
+    chain = FilterChain(["gaussian"])
+    filtered = np.stack([chain.apply(im) for im in imgs])
+    assert not np.array_equal(filtered, imgs)
+    z = res.model.predict(Normalization().apply(filtered))
+    np.testing.assert_array_equal(clf.logits(imgs), z)
+    np.testing.assert_array_equal(clf.predict(imgs.astype(np.float32)), clf.predict(imgs))
