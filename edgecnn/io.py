@@ -12,6 +12,7 @@ entries, read without pickle and validated before use) of kind ``edgecnn-model``
 ``edgecnn.load(path)`` returns a ``Classifier`` that runs the stored preprocessing and the model on raw
 images. Any corrupt, truncated or hostile file raises one ``ModelFileError`` naming the file.
 """
+import contextlib
 import datetime
 import math
 import os
@@ -28,6 +29,37 @@ DEFAULT_CLASS_NAMES = tuple(str(i) for i in range(10))
 # An architecture may declare no integer (units, filters, ...) above this: building it would allocate
 # before the weights could be compared with it, so absurd sizes are refused up front.
 MAX_ARCH_INT = 1 << 20
+
+
+# Building a model allocates and initialises its parameters before they can be compared with the file's
+# weights; while it builds, the address space may grow by at most this much, so a hostile architecture
+# fails with MemoryError instead of swapping or being killed by the OOM killer.
+BUILD_HEADROOM_BYTES = 2 << 30
+
+
+@contextlib.contextmanager
+def _memory_cap(headroom):
+    """Temporarily cap this process's address space at its current size + ``headroom`` (Linux; a no-op
+    where RLIMIT_AS or /proc is unavailable)."""
+    try:
+        import resource
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = vm + headroom
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        if soft != resource.RLIM_INFINITY and soft <= cap:
+            yield
+            return
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 class ModelFileError(ValueError):
@@ -141,7 +173,8 @@ def load(path):
     from .graph import Model
 
     try:
-        model = Model.from_config(doc["architecture"])
+        with _memory_cap(BUILD_HEADROOM_BYTES):
+            model = Model.from_config(doc["architecture"])
     except MemoryError:
         raise ModelFileError(f"{path}: the architecture does not fit in memory") from None
     except Exception as e:  # hostile configs can fail anywhere in building; report, never trace back

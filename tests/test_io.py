@@ -400,6 +400,16 @@ def test_hostile_architecture(saved):
     os.unlink(path)
     write_zip(path, original)
 
+    def big(it):  # allowed sizes, but 354 M parameters: the build hits the memory cap, not the machine
+        doc = doc_of(it)
+        doc["architecture"]["layers"][-1]["config"]["units"] = 1 << 20
+        set_doc(it, doc)
+    rewrite(path, big)
+    assert_bad(path, "does not fit in memory")
+
+    os.unlink(path)
+    write_zip(path, original)
+
     def unknown(it):
         doc = doc_of(it)
         doc["architecture"]["layers"][0]["class_name"] = "os.system"
