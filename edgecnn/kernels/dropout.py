@@ -32,17 +32,23 @@ def _mix(z):
 
 @njit
 def _dropout_fwd_range(x, key, threshold, scale, y, mask, lo, hi):
-    for i in range(lo, hi):
-        r = _mix(key + np.uint64(i) * _GOLDEN) >> _S40
+    x_ = x[lo:hi]
+    y_ = y[lo:hi]
+    mask_ = mask[lo:hi]
+    for i in range(x_.size):
+        r = _mix(key + np.uint64(lo + i) * _GOLDEN) >> _S40   # the global index
         keep = r >= threshold
-        mask[i] = np.uint8(1) if keep else np.uint8(0)
-        y[i] = x[i] * scale if keep else _F0
+        mask_[i] = np.uint8(1) if keep else np.uint8(0)
+        y_[i] = x_[i] * scale if keep else _F0
 
 
 @njit
 def _dropout_bwd_range(gy, mask, scale, gx, lo, hi):
-    for i in range(lo, hi):
-        gx[i] = gy[i] * scale if mask[i] != 0 else _F0
+    gy_ = gy[lo:hi]
+    mask_ = mask[lo:hi]
+    gx_ = gx[lo:hi]
+    for i in range(gy_.size):
+        gx_[i] = gy_[i] * scale if mask_[i] != 0 else _F0
 
 
 @njit(parallel=True)
