@@ -436,3 +436,35 @@ def test_output_shape_rejects_empty_output():
 
 def test_output_shape_rejects_bad_shape_tuple():
     _raises(ValueError, ["conv2d_output_shape", "x_shape"], conv2d_output_shape, (1, 1, 2), (1, 1, 3, 3))
+
+
+def test_named_cpu_kernels_alone(path):
+    # The <op>_<fwd|bwd_input|bwd_weight>_cpu kernels take resolved settings and outputs.
+    x, w, b, kw = _make((3, 4, 7, 6), (6, 3, 2), {"groups": 2}, 13)
+    stride, pads, dil = (1, 2), ((1, 0), (0, 1)), (2, 1)
+    ref_x = np.pad(x, ((0, 0), (0, 0), (1, 0), (0, 1)))
+    y = np.empty(conv2d_ref(ref_x, w, b, stride, 0, dil, 2).shape, np.float32)
+    conv.conv2d_fwd_cpu(x, w, b, stride, pads, dil, 2, y)
+    np.testing.assert_allclose(y, conv2d_ref(ref_x, w, b, stride, 0, dil, 2), rtol=RTOL, atol=ATOL)
+    gy = np.random.default_rng(3).standard_normal(y.shape).astype(np.float32)
+    rx, rw, _ = conv2d_backward_ref(gy, ref_x, w, stride, 0, dil, 2)
+    gx, gw = np.empty_like(x), np.empty_like(w)
+    conv.conv2d_bwd_input_cpu(gy, w, stride, pads, dil, 2, gx)
+    conv.conv2d_bwd_weight_cpu(gy, x, stride, pads, dil, 2, gw)
+    np.testing.assert_allclose(gx, rx[:, :, 1:, :-1], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(gw, rw, rtol=RTOL, atol=ATOL)
+
+
+def test_same_results_with_one_thread():
+    import numba
+    x, w, b, kw = _make((5, 3, 8, 8), (4, 3, 3), {"padding": 1}, 14)
+    gy = np.random.default_rng(4).standard_normal((5, 4, 8, 8)).astype(np.float32)
+    y2, g2 = conv2d_forward(x, w, b, **kw), conv2d_backward(gy, x, w, **kw)
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        y1, g1 = conv2d_forward(x, w, b, **kw), conv2d_backward(gy, x, w, **kw)
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(y1, y2) and np.array_equal(g1[0], g2[0])
+    np.testing.assert_allclose(g1[1], g2[1], rtol=RTOL, atol=ATOL)

@@ -255,29 +255,28 @@ def gemm_bwd_s1(gy, x, w, pt, pl, dh, dw, groups, lo, hi, gx, gw):
     R, Kg = Cg * KH * KW, K // groups
     w2 = None if w is None else w.reshape(groups, Kg, R)
     gw2 = None if gw is None else gw.reshape(groups, Kg, R)
-    rows = Kg + (R if gw is not None else 0) + (R if gx is not None else 0)
-    nb = chunk_size(hi - lo, rows, Lw, groups)
+    # The patch gradient reuses the patch buffer (the gw GEMM is done with it by then): a smaller
+    # per-chunk working set, so more of it stays in L2 next to OpenBLAS's packing buffers.
+    nb = chunk_size(hi - lo, Kg + R, Lw, groups)
     xpad = scratch("xpad", (C, Hp * Wp))
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         gyc = scratch("gyc", (groups, Kg, m, Lw))
         gather_gy_s1(gy, n0, Wp, gyc)
+        cols = scratch("cols", (groups, R, m, Lw))
         if gw is not None:
-            cols = scratch("cols", (groups, R, m, Lw))
             im2col_s1(x, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
             part = scratch("gwpart", (groups, Kg, R))
-        if gx is not None:
-            gcols = scratch("gcols", (groups, R, m, Lw))
-        for g in range(groups):
-            a = gyc[g].reshape(Kg, m * Lw)
-            if gw is not None:
+            for g in range(groups):
+                a = gyc[g].reshape(Kg, m * Lw)
                 target = gw2[g] if n0 == lo else part[g]
                 np.matmul(a, cols[g].reshape(R, m * Lw).T, out=target)
                 if n0 != lo:
                     gw2[g] += part[g]
-            if gx is not None:
-                np.matmul(w2[g].T, a, out=gcols[g].reshape(R, m * Lw))
         if gx is not None:
+            gcols = cols
+            for g in range(groups):
+                np.matmul(w2[g].T, gyc[g].reshape(Kg, m * Lw), out=gcols[g].reshape(R, m * Lw))
             col2im_s1(gcols, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, gx)
 
 
