@@ -37,7 +37,8 @@ def _conv(name, c, h, w, co, k, pad, bias=True, first=False):
 def models():
     """Layer lists mirroring edgecnn.models (kept here so the estimate needs no GPU and no graph)."""
     keras = [
-        _conv("conv 1->32 3x3", 1, 28, 28, 32, 3, 0, first=True), dict(kind="relu", name="relu", n=32 * 26 * 26),
+        _conv("conv 1->32 3x3", 1, 28, 28, 32, 3, 0, first=True),
+        dict(kind="relu", name="relu", n=32 * 26 * 26),
         _conv("conv 32->64 3x3", 32, 26, 26, 64, 3, 0), dict(kind="relu", name="relu", n=64 * 24 * 24),
         dict(kind="maxpool", name="maxpool 2", c=64, h=24, w=24),
         dict(kind="dropout", name="dropout .25", n=64 * 12 * 12),
@@ -53,7 +54,8 @@ def models():
         if i in (0, 2):
             default.append(dict(kind="maxpool", name="maxpool 2", c=co, h=hw, w=hw))
     default += [dict(kind="gap", name="global avg pool", c=64, hw=49),
-                dict(kind="dense", name="dense 64->10", i=64, o=10), dict(kind="loss", name="softmax xent", n=10)]
+                dict(kind="dense", name="dense 64->10", i=64, o=10),
+                dict(kind="loss", name="softmax xent", n=10)]
     return {"default": default, "keras-mnist": keras}
 
 
@@ -116,7 +118,8 @@ def kernels(L, B, training):
     elif k == "dropout":
         n = B * L["n"]
         if training:
-            out += [("dropout fwd", 10 * n, False, 2 * n * F32 + n), ("dropout bwd", n, False, 2 * n * F32 + n)]
+            out += [("dropout fwd", 10 * n, False, 2 * n * F32 + n),
+                    ("dropout bwd", n, False, 2 * n * F32 + n)]
     elif k == "bn":
         n = B * L["c"] * L["hw"]
         if training:
@@ -131,7 +134,8 @@ def kernels(L, B, training):
             out.append(("gap bwd", n, False, (n + B * L["c"]) * F32))
     elif k == "loss" and training:
         n = B * L["n"]
-        out += [("xent", 20 * n, False, 3 * n * F32), ("loss sum", B, False, B * F32), ("loss scale", 1, False, 0)]
+        out += [("xent", 20 * n, False, 3 * n * F32), ("loss sum", B, False, B * F32),
+                ("loss scale", 1, False, 0)]
     return out
 
 
@@ -230,7 +234,8 @@ def measure(args):
         y = gconv.conv2d_forward(dx, dw, db, (1, 1), pads, (1, 1), 1, False)
         gy = cuda.to_device(rng.standard_normal(y.shape).astype(np.float32))
         gx, gw, gb = gconv.conv2d_backward(gy, dx, dw, (1, 1), pads, (1, 1), 1, False)
-        fns = {"edgecnn_fwd": sync(lambda: gconv.conv2d_forward(dx, dw, db, (1, 1), pads, (1, 1), 1, False, y)),
+        fns = {"edgecnn_fwd": sync(lambda: gconv.conv2d_forward(dx, dw, db, (1, 1), pads, (1, 1), 1, False,
+                                                                y)),
                "edgecnn_bwd": sync(lambda: gconv.conv2d_backward(gy, dx, dw, (1, 1), pads, (1, 1), 1, False,
                                                                  True, True, gx, gw, gb))}
         if torch is not None:
@@ -239,7 +244,8 @@ def measure(args):
             tb = torch.tensor(b, device="cuda", requires_grad=True)
             tgy = torch.tensor(gy.copy_to_host(), device="cuda")
             F = torch.nn.functional
-            fns["torch_fwd"] = sync_torch(lambda: F.conv2d(tx.detach(), tw.detach(), tb.detach(), padding=pad))
+            fns["torch_fwd"] = sync_torch(lambda: F.conv2d(tx.detach(), tw.detach(), tb.detach(),
+                                                           padding=pad))
             fns["torch_bwd"] = sync_torch(lambda: torch.autograd.grad(F.conv2d(tx, tw, tb, padding=pad),
                                                                       (tx, tw, tb), tgy))
         flop = 2.0 * y.size * c * k * k
@@ -259,7 +265,8 @@ def measure(args):
     fns = {"edgecnn_fwd": sync(lambda: gdense.dense_forward(xd, wd, None, yd)),
            "edgecnn_bwd": sync(lambda: gdense.dense_backward(gyd, xd, wd, True, True, *outs))}
     rows.append(("dense 9216->128", 2.0 * BATCH * 9216 * 128, interleaved(fns, repeats=args.repeats)))
-    print(f"\n{'kernel (batch 64)':34} {'fwd ms':>8} {'GF/s':>7} {'bwd ms':>8} {'torch fwd':>9} {'ratio':>6}")
+    head = f"kernel (batch {BATCH})"
+    print(f"\n{head:34} {'fwd ms':>8} {'GF/s':>7} {'bwd ms':>8} {'torch fwd':>9} {'ratio':>6}")
     out = []
     for label, flop, res in rows:
         f, bk = res["edgecnn_fwd"]["median"], res["edgecnn_bwd"]["median"]

@@ -93,7 +93,8 @@ def test_weight_gradient_split_k_is_deterministic_and_exact():
     assert _launch.split_k(3, 2 * 16)[0] > 1  # this shape takes the split-K path
     want = C.conv2d_backward(gy, x, w, need_input_grad=False, need_bias_grad=False)[1]
     s = _settings(w.shape)
-    first = G.conv2d_backward(dev(gy), dev(x), dev(w), s.stride, s.pads, s.dilation, 1, False, False, False)[1]
-    again = G.conv2d_backward(dev(gy), dev(x), dev(w), s.stride, s.pads, s.dilation, 1, False, False, False)[1]
+    args = (s.stride, s.pads, s.dilation, 1, False, False, False)
+    first = G.conv2d_backward(dev(gy), dev(x), dev(w), *args)[1]
+    again = G.conv2d_backward(dev(gy), dev(x), dev(w), *args)[1]
     close(first, want)
     np.testing.assert_array_equal(first.copy_to_host(), again.copy_to_host())

@@ -41,7 +41,8 @@ def test_adam_steps(decoupled):
         g = rand(rng, 5, 14)
         bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
         w, decay = (0.0, 1 - lr * wd) if decoupled else (wd, 1.0)
-        args = (F(b1), F(1 - b1), F(b2), F(1 - b2), F(lr / bc1), F(1 / math.sqrt(bc2)), F(1e-8), F(w), F(decay))
+        args = (F(b1), F(1 - b1), F(b2), F(1 - b2), F(lr / bc1), F(1 / math.sqrt(bc2)), F(1e-8), F(w),
+                F(decay))
         C._adam_range(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), 0, p.size, *args)
         G.adam_update(dp, dev(g), dm, dv, *args)
     close(dp, p)

@@ -1,7 +1,8 @@
 """A short training run with everything on the device follows the CPU run's loss curve; simulator.
 
 A tiny hand-wired network (conv 3x3 without bias as before a batch norm — a bias there has a zero
-gradient up to rounding, which Adam would amplify into noise — batch norm, ReLU, 2x2 max pool, dropout, dense, softmax
+gradient up to rounding, which Adam would amplify into noise — batch norm, ReLU, 2x2 max pool, dropout,
+dense, softmax
 cross-entropy, Adam) is trained for a few steps twice from the same start: with the CPU kernels on
 NumPy arrays, and with the CUDA twins on device arrays, where parameters, activations, gradients and
 Adam state stay on the device and only the loss comes back. This is the kernel-level half of the
@@ -60,7 +61,8 @@ def _cpu_run(x, labels, params, steps):
         gr = K.max_pool2d_backward(gpl, am, r.shape)
         gbn_ = K.relu_backward(gr, bn, r)
         ga_, g["gamma"], g["beta"] = K.batchnorm2d_backward(gbn_, a, p["gamma"], sm, si)
-        g["w1"] = K.conv2d_backward(ga_, x, p["w1"], padding=1, need_input_grad=False, need_bias_grad=False)[1]
+        g["w1"] = K.conv2d_backward(ga_, x, p["w1"], padding=1, need_input_grad=False,
+                                    need_bias_grad=False)[1]
         for k in p:
             optim._adam_range(p[k].reshape(-1), g[k].reshape(-1), m[k].reshape(-1), v2[k].reshape(-1), 0,
                               p[k].size, *_adam_args(t))

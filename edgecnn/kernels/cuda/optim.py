@@ -56,8 +56,8 @@ def sgd_update(p, g, buf, lr, momentum, one_m_damp, wd, nesterov, first):
 
 def adam_update(p, g, m, v, b1, one_m_b1, b2, one_m_b2, step_size, inv_sqrt_bc2, eps, wd, decay):
     pf = _flat(p)
-    adam_update_cuda[_launch.grid1d(pf.shape[0])](pf, _flat(g), _flat(m), _flat(v), b1, one_m_b1, b2, one_m_b2,
-                                                  step_size, inv_sqrt_bc2, eps, wd, decay)
+    adam_update_cuda[_launch.grid1d(pf.shape[0])](pf, _flat(g), _flat(m), _flat(v), b1, one_m_b1, b2,
+                                                  one_m_b2, step_size, inv_sqrt_bc2, eps, wd, decay)
 
 
 def ptx_cases():
