@@ -98,3 +98,25 @@ def test_weight_gradient_split_k_is_deterministic_and_exact():
     again = G.conv2d_backward(dev(gy), dev(x), dev(w), *args)[1]
     close(first, want)
     np.testing.assert_array_equal(first.copy_to_host(), again.copy_to_host())
+
+
+def test_public_entry_points_dispatch_device_arrays(monkeypatch):
+    """edgecnn.kernels.conv2d_forward/backward hand device arrays to the twins and return device arrays.
+    (Until _common.is_device_array knows the simulator's arrays, the test lends it the CUDA helper's.)"""
+    from edgecnn.kernels import _common
+    from edgecnn.kernels.cuda import _device
+    monkeypatch.setattr(_common, "is_device_array", _device.is_device_array)
+    monkeypatch.setattr(C, "is_device_array", _device.is_device_array)
+    rng = np.random.default_rng(14)
+    x, w, b = rand(rng, 2, 2, 5, 5), rand(rng, 4, 1, 3, 3), rand(rng, 4)
+    kw = dict(padding="same", groups=2, stride=2)
+    y = C.conv2d_forward(dev(x), dev(w), dev(b), **kw)
+    assert _device.is_device_array(y)
+    close(y, C.conv2d_forward(x, w, b, **kw))
+    gy = rand(rng, *y.shape)
+    got = C.conv2d_backward(dev(gy), dev(x), dev(w), **kw)
+    for g, want in zip(got, C.conv2d_backward(gy, x, w, **kw)):
+        close(g, want)
+    x1, w1 = rand(rng, 2, 2, 7), rand(rng, 3, 2, 3)
+    y1 = C.conv1d_forward(dev(x1), dev(w1), None, padding=1)
+    close(y1, C.conv1d_forward(x1, w1, None, padding=1))
