@@ -6,7 +6,7 @@ modules only when they are given device arrays, so the CPU path needs no CUDA pa
 ``_device`` tells whether CUDA can run here (``require_cuda()`` raises with the fix), ``_launch``
 holds the block sizes.
 """
-FAMILIES = ("activations", "batchnorm", "conv", "dense", "dropout", "losses", "optim", "pool")
+FAMILIES = ("activations", "batchnorm", "conv", "dense", "dropout", "losses", "optim", "pool", "tensor")
 
 
 def _quiet_occupancy_warnings():
