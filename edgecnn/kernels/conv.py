@@ -208,10 +208,11 @@ def _forward(op, nd, x, w, b, stride, padding, dilation, groups, flip, out):
     s = _settings(op, x.shape, w.shape, stride, padding, dilation, groups, nd)
     flip = _check_flag(op, "flip", flip)
     out = check_out(op, "out", out, s.out_shape, like=x)
-    if is_device_array(x):
-        return _cuda(op).conv2d_forward_device(x, w, b, s, flip, out)
-    _check_no_overlap(op, "out", out, x, w, *(() if b is None else (b,)))
     x4, w4, y4 = (x, w, out) if nd == 2 else (_as4d(x), _as4d(w), _as4d(out))
+    if is_device_array(x):  # the CUDA twins always see 4-D arrays and 2-D settings
+        _cuda(op).conv2d_forward_device(x4, w4, b, s, flip, y4)
+        return out
+    _check_no_overlap(op, "out", out, x, w, *(() if b is None else (b,)))
     if flip:
         w4 = _flipped(w4)
     conv2d_fwd_cpu(x4, w4, b, s.stride, s.pads, s.dilation, s.groups, y4)
@@ -229,16 +230,17 @@ def _backward(op, nd, gy, x, w, stride, padding, dilation, groups, flip, need_in
     gx = check_out(op, "gx", gx, x.shape, like=x) if need_gx else None
     gw = check_out(op, "gw", gw, w.shape, like=x)
     gb = check_out(op, "gb", gb, (w.shape[0],), like=x) if need_gb else None
-    if is_device_array(x):
-        return _cuda(op).conv2d_backward_device(gy, x, w, s, flip, gx, gw, gb)
-    outs = [(n, a) for n, a in (("gx", gx), ("gw", gw), ("gb", gb)) if a is not None]
-    for name, a in outs:
-        _check_no_overlap(op, name, a, gy, x, w, *(o for m, o in outs if m != name))
     if nd == 1:
         gy4, x4, w4, gw4 = _as4d(gy), _as4d(x), _as4d(w), _as4d(gw)
         gx4 = None if gx is None else _as4d(gx)
     else:
         gy4, x4, w4, gx4, gw4 = gy, x, w, gx, gw
+    if is_device_array(x):  # the CUDA twins always see 4-D arrays and 2-D settings
+        _cuda(op).conv2d_backward_device(gy4, x4, w4, s, flip, gx4, gw4, gb)
+        return gx, gw, gb
+    outs = [(n, a) for n, a in (("gx", gx), ("gw", gw), ("gb", gb)) if a is not None]
+    for name, a in outs:
+        _check_no_overlap(op, name, a, gy, x, w, *(o for m, o in outs if m != name))
     if flip:
         w4 = _flipped(w4)
         gw_f = np.empty_like(gw4)
