@@ -90,6 +90,20 @@ def flat(a):
 
 
 _DUMMY = {}
+_SCRATCH = {}
+
+
+def scratch(tag, shape, dtype=np.float32):
+    """A device buffer reused by every call with the same (tag, shape, dtype): loss terms and partial
+    sums, which a training step would otherwise allocate (cudaMalloc + free) every time. Launches are
+    ordered on the stream, so reuse by the next call is safe."""
+    key = (tag, tuple(int(d) for d in shape), np.dtype(dtype).str)
+    buf = _SCRATCH.get(key)
+    if buf is None:
+        if len(_SCRATCH) > 64:
+            _SCRATCH.clear()
+        buf = _SCRATCH[key] = empty(shape, dtype)
+    return buf
 
 
 def dummy(dtype=np.float32):

@@ -55,7 +55,7 @@ def device_sum(x, out=None):
     chunk = r * 8
     blocks = -(-n // chunk)
     if blocks > 1:
-        partial = _device.empty((blocks,))
+        partial = _device.scratch("sum partials", (blocks,))
         sum_chunks_cuda[blocks, r](x, chunk, partial)
         x, n = partial, blocks
     out = _device.empty((1,)) if out is None else out

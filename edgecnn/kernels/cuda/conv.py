@@ -211,17 +211,6 @@ def conv2d_bwd_bias_cuda(gy, gb):
 
 
 # ------------------------------------------------------------------------------------------ entry points
-_PARTIALS = {}
-
-
-def _partials(slices, rows, cols):
-    """Scratch for split-K partial sums, kept per shape (a training step reuses it every time)."""
-    key = (slices, rows, cols)
-    if key not in _PARTIALS:
-        _PARTIALS[key] = _device.empty(key)
-    return _PARTIALS[key]
-
-
 def _out_size(i, k, s, lo, hi, d):
     return (i + lo + hi - d * (k - 1) - 1) // s + 1
 
@@ -260,7 +249,7 @@ def conv2d_backward(gy, x, w, stride_hw, pads, dilation_hw, groups, flip, need_i
     grid, block = _launch.grid_tiles(co // groups, kdim, groups)
     slices, chunk = _launch.split_k(grid[0] * grid[1] * groups, n * gy.shape[2] * gy.shape[3])
     gw2 = gw.reshape(co, kdim)
-    part = gw.reshape(1, co, kdim) if slices == 1 else _partials(slices, co, kdim)
+    part = gw.reshape(1, co, kdim) if slices == 1 else _device.scratch("split-K partials", (slices, co, kdim))
     conv2d_bwd_weight_cuda[(grid[0], grid[1], groups * slices), block](
         gy, x, kh, kw, sh, sw, pt, pl, dh, dw, groups, bool(flip), chunk, part)
     if slices > 1:

@@ -78,7 +78,8 @@ def scale_cuda(x, s):
 
 
 def _finish(terms, count, loss_out):
-    total = _reduce.device_sum(terms, None if loss_out is None else _device.as_device(loss_out))
+    out = _device.scratch("loss", (1,)) if loss_out is None else _device.as_device(loss_out)
+    total = _reduce.device_sum(terms, out)
     scale_cuda[1, 1](total, np.float32(1.0 / count))
     return total if loss_out is not None else float(total.copy_to_host()[0])
 
@@ -87,7 +88,7 @@ def softmax_cross_entropy(logits, labels, grad=None, loss_out=None):
     logits, labels = _device.as_device(logits), _device.as_device(labels)
     n = logits.shape[0]
     grad = _device.out_or_empty(grad, logits.shape)
-    terms = _device.empty((n,))
+    terms = _device.scratch("loss terms", (n,))
     softmax_xent_cuda[_launch.grid1d(n)](logits, labels, np.float32(1.0 / n), grad, terms)
     loss = _finish(terms, n, loss_out)
     if loss_out is None and math.isnan(loss):
@@ -104,7 +105,7 @@ def _elementwise(kernel, a, b, grad, loss_out):
     a, b = _device.as_device(a), _device.as_device(b)
     grad = _device.out_or_empty(grad, a.shape)
     size = a.size
-    terms = _device.empty((size,))
+    terms = _device.scratch("loss terms", (size,))
     kernel[_launch.grid1d(size)](_device.flat(a), _device.flat(b), np.float32(1.0 / size),
                                  _device.flat(grad), terms)
     return _finish(terms, size, loss_out), grad

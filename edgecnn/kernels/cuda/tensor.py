@@ -124,9 +124,10 @@ def split_channels(gy, gxs):
 def all_finite(a):
     """True when no element is NaN or inf (one float comes back to the host)."""
     f = _f(a)
-    z = _device.empty((f.shape[0],))
+    z = _device.scratch("all_finite", (f.shape[0],))
     times_zero_cuda[_launch.grid1d(f.shape[0])](f, z)
-    return not math.isnan(float(_reduce.device_sum(z).copy_to_host()[0]))
+    total = _reduce.device_sum(z, _device.scratch("all_finite sum", (1,)))
+    return not math.isnan(float(total.copy_to_host()[0]))
 
 
 def ptx_cases():
