@@ -48,11 +48,13 @@ def live(source, model, headless, output, record, max_frames, filters, view, min
                          max_frames=max_frames, filters=tuple(filters), view=view, min_confidence=min_confidence,
                          binarize=binarize, threshold=threshold, min_size=min_size, reconnects=reconnects,
                          snapshot_dir=snapshot_dir, device=device)
-    classifier = _load_model(model or L.default_model_path(), model is None)
+    from edgecnn.io import ModelFileError
     try:
-        summary = L.run(opts, classifier, log=lambda m: click.echo(m, err=True))
-    except SourceError as e:
-        raise click.ClickException(str(e)) from None
+        summary = L.run(opts, log=lambda m: click.echo(m, err=True))
+    except (SourceError, FileNotFoundError) as e:
+        raise click.ClickException(str(e).replace("live: ", "")) from None
+    except ModelFileError as e:
+        raise click.ClickException(f"cannot load model: {e}") from None
     except ValueError as e:
         raise click.UsageError(str(e).replace("live: ", "")) from None
     click.echo(L.format_summary(summary), err=True)
@@ -61,16 +63,3 @@ def live(source, model, headless, output, record, max_frames, filters, view, min
             json.dump(summary, f, indent=1)
     if not summary["ok"]:
         sys.exit(1)
-
-
-def _load_model(path, is_default):
-    import os
-
-    from edgecnn import io as eio
-    if not os.path.exists(path):
-        hint = " (train one with `edgecnn train`, or pass --model FILE)" if is_default else ""
-        raise click.ClickException(f"model file {path} not found{hint}")
-    try:
-        return eio.load(path)
-    except (eio.ModelFileError, OSError, ValueError) as e:
-        raise click.ClickException(f"cannot load model {path}: {e}") from None

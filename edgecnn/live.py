@@ -106,8 +106,9 @@ def build_detector(opts, classifier):
 
 
 def run(opts, classifier=None, log=None):
-    """Run the live loop; returns the summary dict. Raises SourceError when the source cannot be opened
-    and ValueError for bad options, before any frame is read."""
+    """Run the live loop; returns the summary dict. Raises SourceError when the source cannot be opened,
+    FileNotFoundError / edgecnn.io.ModelFileError for a missing or bad model file and ValueError for bad
+    options, before any frame is read."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if opts.device not in ("cpu",):
         raise ValueError(f"live: device {opts.device!r} is not available yet (the CUDA backend is issue 5); "
@@ -117,10 +118,15 @@ def run(opts, classifier=None, log=None):
     from . import live_overlay as ov
     if opts.view is not None and opts.view not in ov.VIEW_FILTERS:
         raise ValueError(f"live: view must be one of {[v for v in ov.VIEW_FILTERS if v]}, got {opts.view!r}")
+    model_path = None
     if classifier is None:
-        from .io import load
-        classifier = load(opts.model or default_model_path())
-    detector = build_detector(opts, classifier)  # validates the detection settings and filters
+        model_path = opts.model or default_model_path()
+        if not os.path.exists(model_path):
+            hint = " (train one with `edgecnn train`, or pass --model FILE)" if opts.model is None else ""
+            raise FileNotFoundError(f"live: model file {model_path} not found{hint}")
+    from .live_detect import DetectConfig
+    DetectConfig(min_confidence=opts.min_confidence, binarize=opts.binarize, threshold=opts.threshold,
+                 min_size=opts.min_size, **opts.detect).validate()
 
     headless = opts.headless
     if not headless:
@@ -132,10 +138,15 @@ def run(opts, classifier=None, log=None):
             raise ValueError(f"live: cannot open a window: {problem}; use --headless")
         headless = bool(headless)
 
+    # the source first: a dead camera fails in seconds, before the model and kernels load
     source = open_source(opts.source, timeout=opts.open_timeout)
     source.open()
     log(f"live: opened {source.describe()}")
     try:
+        if classifier is None:
+            from .io import load
+            classifier = load(model_path)
+        detector = build_detector(opts, classifier)
         warm = detector.warmup((480, 640, 3))
     except BaseException:
         source.release()
@@ -229,7 +240,7 @@ def _loop(opts, source, detector, headless, warm, log):
         reason = "interrupted"
     finally:
         t_end = time.perf_counter()
-        released = cap.stop(timeout=0.8)
+        released = cap.stop(timeout=0.5)
         if out is not None:
             out.close()
         if rec is not None:
@@ -238,13 +249,15 @@ def _loop(opts, source, detector, headless, warm, log):
             cv2.destroyAllWindows()
             for _ in range(4):  # let the GUI backend process the close events
                 cv2.waitKey(1)
+        t_closed = time.perf_counter()
     if cap.error:
         reason = f"source failed: {cap.error}"
     wall = t_end - t_start
     summary = {"source": source.describe(), "frames": frames, "dropped": cap.dropped,
                "reconnects": cap.reconnect_count, "seconds": round(wall, 3),
                "fps": round(frames / wall, 2) if wall > 0 else 0.0, "warmup_s": round(warm, 3),
-               "end": reason, "released": released, "snapshots": snapshots,
+               "end": reason, "released": released, "close_ms": round((t_closed - t_end) * 1e3, 1),
+               "snapshots": snapshots,
                "latency_ms": {k: _percentiles(v) for k, v in lat.items()}}
     summary["ok"] = cap.error is None
     return summary
@@ -252,7 +265,8 @@ def _loop(opts, source, detector, headless, warm, log):
 
 def format_summary(s):
     lines = [f"{s['frames']} frames in {s['seconds']:.2f} s ({s['fps']:.1f} FPS), {s['dropped']} dropped, "
-             f"ended: {s['end']}; kernel warm-up {s['warmup_s']:.2f} s"]
+             f"ended: {s['end']}; kernel warm-up {s['warmup_s']:.2f} s; source released and windows "
+             f"closed in {s['close_ms']:.0f} ms"]
     for k, p in s["latency_ms"].items():
         if p:
             lines.append(f"  {k:<10} ms  p50 {p['p50']:7.3f}  p95 {p['p95']:7.3f}  p99 {p['p99']:7.3f}  "

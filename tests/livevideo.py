@@ -5,9 +5,13 @@ digits per frame sit at known positions, some of them moving. Reads the IDX file
 of edgecnn.data) and returns the ground truth per frame, so tests can score what ``edgecnn live`` finds.
 
     python tests/livevideo.py OUT.mp4 [--frames 60]     # also writes OUT.truth.json
+
+Also: ``trained_model`` (lenet5 trained through the library, cached) and ``untrained_model``.
 """
 import gzip
+import hashlib
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -144,6 +148,45 @@ def score(records, truth, min_iou=0.5):
             if not any(iou(d["box"], o["box"]) > 0.1 for o in objs):
                 stray.append((f, d))
     return found, total, stray, wrong
+
+
+# -- a small trained model for the live tests ---------------------------------------------------------
+# Training lenet5 for 2 epochs costs minutes on 2 shared cores, so the file is kept in pytest's cache
+# (.pytest_cache/d/edgecnn-live-model) keyed by the library version and RECIPE, and reused by later runs.
+# EDGECNN_LIVE_MODEL=/path/model.ecnn uses a given model file instead.
+RECIPE = dict(model="lenet5", epochs=2, seed=0)
+
+
+def trained_model(cache_dir, mnist_dir, log=print):
+    given = os.environ.get("EDGECNN_LIVE_MODEL")
+    if given:
+        return pathlib.Path(given)
+    import edgecnn
+    from edgecnn import io as eio
+    from edgecnn.train import TrainConfig, Trainer
+    key = hashlib.sha1(repr((edgecnn.__version__, sorted(RECIPE.items()))).encode()).hexdigest()[:12]
+    path = pathlib.Path(cache_dir) / f"live-{RECIPE['model']}-{key}.ecnn"
+    if path.exists():
+        try:
+            eio.load(path)
+            return path
+        except Exception:  # a stale or partial file: train again
+            path.unlink()
+    log(f"training {RECIPE} for the live tests (cached at {path})")
+    result = Trainer(TrainConfig(data_dir=str(mnist_dir), **RECIPE), run_dir=str(path) + ".run").run()
+    eio.save(path, result.model, {"normalization": result.normalization, "filters": None},
+             metadata={"training": result.summary()})
+    return path
+
+
+def untrained_model(path):
+    """A freshly initialized lenet5 (for tests that only need boxes drawn: use --min-confidence 0)."""
+    from edgecnn import io as eio
+    from edgecnn import models
+    from edgecnn.data import Normalization
+    eio.save(path, models.build("lenet5"), {"normalization": Normalization("zscore", mean=33.3, std=78.6),
+                                             "filters": None})
+    return path
 
 
 if __name__ == "__main__":
