@@ -13,7 +13,8 @@ import math
 import numbers
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.core.extending import intrinsic
 
 from .._jit import njit
 from ._common import check_array, check_out, check_shape, is_device_array
@@ -22,6 +23,44 @@ _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 CHUNK = 1 << 15          # elements per parallel task (128 KB of float32)
 _SERIAL_BELOW = 2 * CHUNK
+
+
+# ------------------------------------------------------------------------------------------ exp
+# libm's expf / tanhf are scalar calls (this Numba has no SVML), 15x slower than PyTorch's vectorized
+# ones. _exp_neg is a branch-free float32 exp that LLVM vectorizes: Cody-Waite reduction by ln 2, a
+# degree-7 Taylor polynomial, and 2**k assembled from its exponent bits (max relative error 2.8e-7
+# against float64 on [-80, 0]).
+@intrinsic
+def _bits_to_float32(typingctx, i):
+    """Reinterpret the low 32 bits of an integer as a float32."""
+    if not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = args[0]
+        if i.bitwidth != 32:
+            v = builder.trunc(v, context.get_value_type(types.int32))
+        return builder.bitcast(v, context.get_value_type(types.float32))
+    return types.float32(i), codegen
+
+
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)          # ln 2 split so k * _LN2_HI is exact
+_LN2_LO = np.float32(-2.12194440e-4)
+_C2, _C3, _C4, _C5, _C6, _C7 = (np.float32(1.0 / f) for f in (2, 6, 24, 120, 720, 5040))
+_HALF = np.float32(0.5)
+_EXP_LO = np.float32(-87.33)               # below: the result would be subnormal; return 0
+
+
+@njit(inline="always")
+def _exp_neg(a):
+    """exp(a) for a <= 0 (NaN gives NaN)."""
+    c = max(a, _EXP_LO)
+    k = np.floor(c * _LOG2E + _HALF)
+    r = (c - k * _LN2_HI) - k * _LN2_LO
+    p = _F1 + r * (_F1 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * _C7))))))
+    e = p * _bits_to_float32((np.int64(k) + 127) << 23)
+    return _F0 if a < _EXP_LO else (a if a != a else e)
 
 
 # ------------------------------------------------------------------------------------------ elementwise
@@ -71,7 +110,7 @@ def _sigmoid_fwd_range(x, y, lo, hi):
     y_ = y[lo:hi]
     for i in range(x_.size):
         v = x_[i]
-        z = np.exp(-abs(v))
+        z = _exp_neg(-abs(v))
         r = _F1 / (_F1 + z)
         y_[i] = r if v >= _F0 else z * r
 
@@ -93,14 +132,14 @@ _FM2 = np.float32(-2.0)
 
 @njit
 def _tanh_fwd_range(x, y, lo, hi):
-    # libm's tanhf costs ~7x an expf here: (1 - e) / (1 + e) with e = exp(-2|x|), and the Taylor series
+    # libm's tanhf is a scalar call: (1 - e) / (1 + e) with e = exp(-2|x|), and the Taylor series
     # below |x| = 1/16 where 1 - e would cancel (series error < 1e-12 relative there).
     x_ = x[lo:hi]
     y_ = y[lo:hi]
     for i in range(x_.size):
         v = x_[i]
         a = abs(v)
-        e = np.exp(_FM2 * a)
+        e = _exp_neg(_FM2 * a)
         big = (_F1 - e) / (_F1 + e)
         a2 = a * a
         small = a * (_F1 + a2 * (_T3 + a2 * (_T5 + a2 * _T7)))
