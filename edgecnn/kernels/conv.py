@@ -5,9 +5,11 @@ Convolution here is cross-correlation, as in every ML library; ``flip=True`` fli
 
 Two CPU implementations, chosen per shape by ``_choose_path``:
 * ``_conv_gemm``: per-chunk im2col that stays in L2 + OpenBLAS sgemm (channel-rich layers);
-* ``_conv_direct``: plain loops over disjoint outputs (single-channel first layers, depthwise and
-  other thin groups, tiny problems where GEMM set-up dominates).
-Both handle every setting; the tests run both against the float64 reference.
+* ``_conv_direct``: plain loops (single-channel first layers, depthwise and other thin groups).
+Each has a stride-1 variant on "wide rows" (every tap is one contiguous slice of the padded
+plane) and a general one (any stride). All are serial kernels over a slice of the batch;
+``_conv_threads`` runs one slice per thread and joins once. The tests run every variant
+against the float64 reference.
 """
 import numpy as np
 
@@ -111,7 +113,8 @@ def _choose_path(x_shape, w_shape, groups):
         return _FORCE_PATH
     K, Cg, KH, KW = w_shape
     # A GEMM needs a reasonably deep inner dimension and several filters per group to pay for
-    # writing the patches; otherwise the direct loops win.
+    # writing the patches; otherwise the direct loops win. Measured (one thread, batch 64):
+    # 1->32 3x3 and 1->6 5x5 faster direct; 6->16 5x5 (inner dim 150) 1.7x faster as GEMM.
     if Cg * KH * KW < 32 or K // groups < 8:
         return "direct"
     return "gemm"
