@@ -43,15 +43,15 @@ def test_forward_shape_and_seeding(name):
 
 
 def test_default_model_learns_a_tiny_problem():
-    # 32 fixed random images with random labels: a working network memorises them in a few dozen steps
+    # 16 fixed random images with random labels: a working network memorises them in a few dozen steps
     m = models.build("default", seed=0)
     opt = Adam(m.parameters(), lr=3e-3)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((32, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, 32).astype(np.int32)
+    x = rng.standard_normal((16, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 16).astype(np.int32)
     first = m.train_step(x, y)[0]
     opt.step()
-    for _ in range(40):
+    for _ in range(25):
         loss, _ = m.train_step(x, y)
         opt.step()
     assert loss < 0.5 * first, (first, loss)
