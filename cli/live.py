@@ -28,6 +28,9 @@ KEYS_HELP = "Keys: q or Esc quit, f cycles the filter view, space pauses, s save
               help="Ink threshold: fixed darkness relative to the local paper, or Otsu's level (floored).")
 @click.option("--threshold", type=click.IntRange(1, 254), default=64,
               help="Ink level, 255 * darkness relative to the local paper (64: 25% darker).")
+@click.option("--normalizer", type=click.Choice(["fused", "digits"]), default="fused",
+              help="MNIST-style normalization of each digit: one Numba call for all candidates, or "
+                   "edgecnn.digits.to_mnist_28 per crop (what `edgecnn predict` uses; slower).")
 @click.option("--min-size", type=click.IntRange(4), default=12, help="Smallest digit height, pixels.")
 @click.option("--reconnects", type=click.IntRange(0), default=5,
               help="Reconnect attempts (exponential backoff) when a camera or stream stops delivering.")
@@ -36,7 +39,7 @@ KEYS_HELP = "Keys: q or Esc quit, f cycles the filter view, space pauses, s save
 @click.option("--summary-json", type=click.Path(dir_okay=False), default=None,
               help="Also write the end-of-run summary as JSON.")
 def live(source, model, headless, output, record, max_frames, filters, view, min_confidence, binarize, threshold,
-         min_size, reconnects, snapshot_dir, device, summary_json):
+         normalizer, min_size, reconnects, snapshot_dir, device, summary_json):
     """Classify handwritten digits in SOURCE: a camera index [default 0], a video file, an image folder or
     a stream URL. Prints a summary (frames, FPS, latency percentiles) at the end."""
     from edgecnn import live as L
@@ -47,7 +50,7 @@ def live(source, model, headless, output, record, max_frames, filters, view, min
     opts = L.LiveOptions(source=source, model=model, headless=headless, output=output, record=record,
                          max_frames=max_frames, filters=tuple(filters), view=view, min_confidence=min_confidence,
                          binarize=binarize, threshold=threshold, min_size=min_size, reconnects=reconnects,
-                         snapshot_dir=snapshot_dir, device=device)
+                         snapshot_dir=snapshot_dir, device=device, detect={"normalizer": normalizer})
     from edgecnn.io import ModelFileError
     try:
         summary = L.run(opts, log=lambda m: click.echo(m, err=True))

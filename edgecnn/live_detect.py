@@ -32,12 +32,16 @@ class DetectConfig:
     reject_border: bool = True  # digits cut by the frame edge are not classified
     min_confidence: float = 0.5
     max_candidates: int = 64
+    normalizer: str = "fused"   # "fused": one Numba call for all candidates (live_mnist); "digits":
+                                # edgecnn.digits.to_mnist_28 per crop (the `edgecnn predict` path, slower)
 
     def validate(self):
         if self.binarize not in ("adaptive", "otsu"):
             raise ValueError(f"DetectConfig: binarize must be 'adaptive' or 'otsu', got {self.binarize!r}")
         if not 0 <= self.min_confidence <= 1:
             raise ValueError(f"DetectConfig: min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.normalizer not in ("fused", "digits"):
+            raise ValueError(f"DetectConfig: normalizer must be 'fused' or 'digits', got {self.normalizer!r}")
         if self.tile < 4:
             raise ValueError(f"DetectConfig: tile must be >= 4 px, got {self.tile}")
         if not 0 < self.threshold < 255:
@@ -114,7 +118,10 @@ class DigitDetector:
         self.classifier = classifier
         self.config = (config or DetectConfig()).validate()
         self.chain = chain
-        self._normalize = normalize if normalize is not None else _default_normalizer()
+        self._normalize = normalize
+        if normalize is None and self.config.normalizer == "digits":
+            from .digits import to_mnist_28
+            self._normalize = lambda crop: to_mnist_28(crop, invert=False)
         names = list(getattr(classifier, "class_names", None) or range(10))
         self.labels = [_as_label(n) for n in names]
         self._bufs = {}
@@ -257,12 +264,3 @@ def _as_label(name):
         return int(name)
     except (TypeError, ValueError):
         return str(name)
-
-
-def _default_normalizer():
-    """edgecnn.digits.to_mnist_28 when present, else None: the fused kernel of live_mnist."""
-    try:
-        from .digits import to_mnist_28
-    except ImportError:
-        return None
-    return to_mnist_28

@@ -231,7 +231,7 @@ def test_color_and_gray_frames_agree_and_bad_frames_fail_clearly():
         det.process(np.zeros((4, 4, 2), np.uint8))
 
 
-@pytest.mark.parametrize("field,value", [("binarize", "median"), ("min_confidence", 1.5), ("tile", 2),
+@pytest.mark.parametrize("field,value", [("binarize", "median"), ("min_confidence", 1.5), ("tile", 2), ("normalizer", "x"),
                                          ("threshold", 0)])
 def test_config_validation_names_the_parameter(field, value):
     with pytest.raises(ValueError, match=field):
@@ -243,3 +243,16 @@ def test_warmup_runs_the_classifier():
     det = DigitDetector(clf)
     det.warmup((120, 160, 3))
     assert len(clf.batches) == 1 and clf.batches[0].shape[1:] == (28, 28)
+
+
+def test_digits_normalizer_path_finds_the_same_digit(mnist_dir):
+    pytest.importorskip("edgecnn.digits")
+    import livevideo
+    images, _ = livevideo.load_test_digits(mnist_dir)
+    light, noise = page(seed=7)
+    gray = render(light, noise, _digit_alpha(light, images[3], 80, 120, 2.0))
+    a, b = OneHot(), OneHot()
+    da = DigitDetector(a, DetectConfig(min_confidence=0)).process(gray)
+    db = DigitDetector(b, DetectConfig(min_confidence=0, normalizer="digits")).process(gray)
+    assert [d.box for d in da] == [d.box for d in db] and len(da) == 1
+    assert aligned_corr(a.batches[-1][0], b.batches[-1][0]) > 0.9
