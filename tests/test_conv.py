@@ -468,3 +468,18 @@ def test_same_results_with_one_thread():
         numba.set_num_threads(old)
     assert np.array_equal(y1, y2) and np.array_equal(g1[0], g2[0])
     np.testing.assert_allclose(g1[1], g2[1], rtol=RTOL, atol=ATOL)
+
+
+def test_concurrent_calls_and_openblas_setting_restored():
+    from concurrent.futures import ThreadPoolExecutor
+    from edgecnn.kernels import _conv_threads
+    x, w, b, kw = _make((6, 8, 9, 9), (16, 3, 3), {"padding": 1}, 15)
+    want = conv2d_ref(x, w, b, **kw)
+    blas = _conv_threads._find_openblas()
+    before = blas[0]() if blas else None
+    with ThreadPoolExecutor(3) as ex:
+        ys = list(ex.map(lambda _: conv2d_forward(x, w, b, **kw), range(6)))
+    for y in ys:
+        np.testing.assert_allclose(y, want, rtol=RTOL, atol=ATOL)
+    if blas:
+        assert blas[0]() == before

@@ -23,7 +23,10 @@ import numpy as np
 _lock = threading.Lock()
 _pool = None
 _pool_size = 0
+_pool_pid = None
 _blas = None  # (get, set) or () when unavailable
+_blas_depth = 0  # conv calls in flight (any thread)
+_blas_prev = None
 
 
 def _find_openblas():
@@ -61,14 +64,34 @@ def _find_openblas():
 
 
 def _executor(workers):
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_pid
     with _lock:
-        if _pool is None or _pool_size != workers:
-            if _pool is not None:
+        # A forked child inherits the pool object but not its threads: make a new one there.
+        if _pool is None or _pool_size != workers or _pool_pid != os.getpid():
+            if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=True)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecnn-conv")
-            _pool_size = workers
+            _pool_size, _pool_pid = workers, os.getpid()
         return _pool
+
+
+def _blas_single(enter):
+    """OpenBLAS to 1 thread while any conv call runs; the caller's setting back after the last."""
+    global _blas_depth, _blas_prev
+    blas = _find_openblas()
+    if not blas:
+        return
+    with _lock:
+        if enter:
+            if _blas_depth == 0:
+                _blas_prev = blas[0]()
+                if _blas_prev != 1:
+                    blas[1](1)
+            _blas_depth += 1
+        else:
+            _blas_depth -= 1
+            if _blas_depth == 0 and _blas_prev not in (None, 1):
+                blas[1](_blas_prev)
 
 
 def n_parts(N, min_per_part=1):
@@ -79,10 +102,7 @@ def n_parts(N, min_per_part=1):
 def run_parts(fn, N, parts):
     """Call fn(part, lo, hi) on ``parts`` contiguous slices of range(N); part 0 on this thread."""
     bounds = [(p * N // parts, (p + 1) * N // parts) for p in range(parts)]
-    blas = _find_openblas()
-    prev = blas[0]() if blas else None
-    if blas and prev != 1:
-        blas[1](1)
+    _blas_single(True)
     try:
         if parts == 1:
             fn(0, 0, N)
@@ -102,5 +122,4 @@ def run_parts(fn, N, parts):
         if err is not None:
             raise err
     finally:
-        if blas and prev != 1:
-            blas[1](prev)
+        _blas_single(False)
