@@ -118,10 +118,12 @@ def _row(label, fns, res, first, flop_f, flop_b):
     for d, flop in (("fwd", flop_f), ("bwd", flop_b)):
         e = res[f"edgecnn_{d}"]["median"]
         row[f"edgecnn_{d}_ms"] = e * 1e3
+        row[f"edgecnn_{d}_min_ms"] = res[f"edgecnn_{d}"]["min"] * 1e3
         row[f"edgecnn_{d}_gflops"] = flop / e / 1e9 if flop else None
         if f"torch_{d}" in res:
             t = res[f"torch_{d}"]["median"]
             row[f"torch_{d}_ms"] = t * 1e3
+            row[f"torch_{d}_min_ms"] = res[f"torch_{d}"]["min"] * 1e3
             row[f"torch_{d}_gflops"] = flop / t / 1e9 if flop else None
             row[f"ratio_{d}"] = e / t
     return row
@@ -164,8 +166,9 @@ def main(argv=None):
     torch = _torch(args.no_torch, threads)
 
     peak = _gemm_peak(np, interleaved, repeats)
-    print(f"threads {threads} (numba {K.conv2d_forward.__module__}, OPENBLAS_NUM_THREADS="
-          f"{os.environ['OPENBLAS_NUM_THREADS']}); torch {'%s' % torch.__version__ if torch else 'not used'}")
+    print(f"threads {threads} (Numba; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}); "
+          f"torch {torch.__version__ if torch else 'not used'}; {repeats} interleaved rounds, medians; "
+          f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"NumPy float32 matmul 2048x2048: {peak:.1f} GFLOPS (practical peak); "
           f"import edgecnn.kernels {import_s:.2f}s")
     rows = []
@@ -192,7 +195,7 @@ def main(argv=None):
           "(JIT compile or cache load), not in the steady-state figures")
     out = {"threads": threads, "repeats": repeats, "batch": BATCH, "numpy_matmul_2048_gflops": peak,
            "torch": None if torch is None else torch.__version__, "python": platform.python_version(),
-           "import_kernels_s": import_s, "rows": rows,
+           "import_kernels_s": import_s, "load_average": os.getloadavg(), "rows": rows,
            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path = pathlib.Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
