@@ -103,6 +103,8 @@ def test_missing_file_and_model_fail_with_messages(tmp_path, untrained, folder):
     assert r.returncode != 0 and "bad.ecnn" in r.stderr and "Traceback" not in r.stderr
     r, _ = live(folder[0], "--headless", "--model", untrained, "--view", "nonsense")
     assert r.returncode == 2 and "view" in r.stderr
+    r, _ = live(folder[0], "--window", "--model", untrained)  # a window was asked for, there is no display
+    assert r.returncode == 2 and "--headless" in r.stderr and "DISPLAY" in r.stderr
 
 
 def test_default_model_is_what_train_saves():
@@ -114,9 +116,11 @@ def test_default_model_is_what_train_saves():
 def test_max_frames_and_record(folder, untrained, tmp_path):
     path, truth = folder
     rec, out = tmp_path / "annotated.mp4", tmp_path / "o.jsonl"
-    r, _ = live(path, "--headless", "--model", untrained, "--min-confidence", "0", "--max-frames", 4,
+    # no --headless and no DISPLAY: headless is chosen automatically, and said so
+    r, _ = live(path, "--model", untrained, "--min-confidence", "0", "--max-frames", 4,
                 "--record", rec, "--output", out)
     assert r.returncode == 0, r.stderr
+    assert "headless (no display" in r.stderr
     assert len(read_jsonl(out)) == 4 and "max frames (4)" in r.stderr
     cap = cv2.VideoCapture(str(rec))
     frames = []
@@ -192,3 +196,10 @@ def test_sigint_to_the_command_ends_it_with_a_summary(folder, untrained, tmp_pat
     assert "ended: interrupted" in err, err
     assert "Traceback" not in err
     assert took < 1.5, f"{took:.2f} s from SIGINT to exit (interpreter shutdown included)"
+
+
+def test_live_modules_do_not_import_cv2_at_import():
+    code = ("import sys, edgecnn.live, edgecnn.live_detect, edgecnn.live_sources, edgecnn.live_overlay; "
+            "print('cv2' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stdout + r.stderr
