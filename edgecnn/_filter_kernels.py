@@ -358,11 +358,196 @@ def _sep(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh, 
             _col_post(out[y], acc, ring, sl, kyw, WC, post, p0, p1, is_u8, scale)
 
 
-def _compile(f, parallel):
-    """A parallel and a serial dispatcher from one body (distinct names keep their caches apart)."""
+def _col_post16(orow, acc, ring, slots, w, n, post, p0, p1):
+    """_col_post for 16-bit rings (NARROW is int16 or uint16, bound per compiled variant): the
+    sums are exact; NARROW(...) keeps the vector lanes 16 bits wide."""
+    T = w.shape[0]
+    if T <= 3:
+        a = ring[slots[0]]
+        b = a
+        c = a
+        wa = w[0]
+        wb = NARROW(0)
+        wc = NARROW(0)
+        if T >= 2:
+            b = ring[slots[1]]
+            wb = w[1]
+        if T == 3:
+            c = ring[slots[2]]
+            wc = w[2]
+        for x in range(n):
+            acc[x] = NARROW(wa * a[x] + wb * b[x] + wc * c[x])
+    else:
+        _wsum_rows(acc, ring, slots, w, n)
+    if post == POST_SATURATE:
+        for x in range(n):
+            orow[x] = min(max(NARROW(acc[x]), NARROW(0)), NARROW(255))
+    elif post == POST_GAUSS_Q16:  # p1 = product of the factors taken out of the Q8 kernels
+        for x in range(n):
+            orow[x] = (np.int32(acc[x]) * np.int32(p1) + np.int32(32768)) >> 16
+    else:  # POST_BOX_DIV; (s + p0) * p1 < 2**31 for areas <= 256
+        for x in range(n):
+            orow[x] = np.uint32((np.uint32(acc[x]) + np.uint32(p0)) * np.uint32(p1)) >> 23
+
+
+def _sep16(src, W, cn, gray, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh, kw, post, p0, p1,
+           out, nchunks):
+    """uint8 separable filters whose every partial sum fits 16 bits (Sobel, Scharr, the edge
+    kernels, small Gaussians and boxes): twice the SIMD lanes of float32, same exact integers."""
+    H = out.shape[0]
+    L = (W + kw - 1) * cn
+    WC = W * cn
+    slots = np.empty(kyi.shape[0], np.int64)
+    for c in prange(nchunks):
+        y0, y1 = _chunk(c, nchunks, H)
+        buf = np.empty(L, NARROW)
+        ring = np.empty((kh, WC), NARROW)
+        acc = np.empty(WC, NARROW)
+        sl = slots.copy()
+        for p in range(y0, y1 + kh - 1):
+            r = rowmap[p]
+            if r < 0:
+                ring[p % kh, :] = 0
+            else:
+                load_row(src, r, colmap, left, W, cn, gray, True, buf)
+                _wsum(ring[p % kh], buf, kxo, kxw, WC, False)
+            y = p - (kh - 1)
+            if y < y0:
+                continue
+            for t in range(kyi.shape[0]):
+                sl[t] = (y + kyi[t]) % kh
+            _col_post16(out[y], acc, ring, sl, kyw, WC, post, p0, p1)
+
+
+def _corr2d16(src, W, cn, gray, rowmap, colmap, left, rstart, offs, w, kh, kw, out, nchunks):
+    """uint8 2-D integer kernels whose partial sums fit int16 (Laplacians, sharpen): exact."""
+    H = out.shape[0]
+    L = (W + kw - 1) * cn
+    WC = W * cn
+    for c in prange(nchunks):
+        y0, y1 = _chunk(c, nchunks, H)
+        ring = np.empty((kh, L), NARROW)
+        acc = np.empty(WC, NARROW)
+        for p in range(y0, y0 + kh - 1):
+            load_row(src, rowmap[p], colmap, left, W, cn, gray, True, ring[p % kh])
+        for y in range(y0, y1):
+            p = y + kh - 1
+            load_row(src, rowmap[p], colmap, left, W, cn, gray, True, ring[p % kh])
+            first = True
+            for i in range(kh):
+                t0, t1 = rstart[i], rstart[i + 1]
+                if t1 > t0:
+                    _wsum(acc, ring[(y + i) % kh], offs[t0:t1], w[t0:t1], WC, not first)
+                    first = False
+            if first:
+                acc[:] = 0
+            orow = out[y]
+            for x in range(WC):
+                orow[x] = min(max(NARROW(acc[x]), NARROW(0)), NARROW(255))
+
+
+def _post1(v, post, p0, p1):
+    """One value of _post for 16-bit or float sums (see _post)."""
+    if post == POST_SATURATE:
+        return min(max(v, NARROW(0)), NARROW(255))
+    if post == POST_GAUSS_Q16:
+        return (np.int32(v) * np.int32(p1) + np.int32(32768)) >> 16
+    return np.uint32((np.uint32(v) + np.uint32(p0)) * np.uint32(p1)) >> 23
+
+
+def _k3(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchunks):
+    """Any 3x3 kernel in one pass per output row, straight from three source rows (or three
+    fused-gray rows): no padded copies, no intermediate rows. NARROW is int16 for uint8 inputs
+    (every partial sum of the kernels sent here fits) and float32 for float32 inputs."""
+    H = out.shape[0]
+    WC = W * cn
+    w00, w01, w02 = NARROW(w[0, 0]), NARROW(w[0, 1]), NARROW(w[0, 2])
+    w10, w11, w12 = NARROW(w[1, 0]), NARROW(w[1, 1]), NARROW(w[1, 2])
+    w20, w21, w22 = NARROW(w[2, 0]), NARROW(w[2, 1]), NARROW(w[2, 2])
+    zero_row = np.zeros(WC, src.dtype)
+    for c in prange(nchunks):
+        y0, y1 = _chunk(c, nchunks, H)
+        gring = np.empty((3, WC), src.dtype)  # gray rows (only used when gray)
+        gbuf = np.empty(W, NARROW)
+        for p in range(y0, y1 + 2):
+            y = p - 2
+            if gray:
+                r = rowmap[p]
+                if r < 0:
+                    gring[p % 3, :] = 0
+                else:
+                    load_row(src, r, colmap[1:1 + W], 0, W, 1, True, out_u8, gbuf)
+                    gr = gring[p % 3]
+                    for x in range(W):
+                        gr[x] = gbuf[x]
+            if y < y0:
+                continue
+            if gray:
+                a = gring[y % 3]
+                b = gring[(y + 1) % 3]
+                d = gring[(y + 2) % 3]
+            else:
+                ra, rb, rd = rowmap[y], rowmap[y + 1], rowmap[y + 2]
+                a = src[ra] if ra >= 0 else zero_row
+                b = src[rb] if rb >= 0 else zero_row
+                d = src[rd] if rd >= 0 else zero_row
+            orow = out[y]
+            n = WC - 2 * cn
+            if n > 0:  # interior: columns x - 1, x, x + 1 all inside the row
+                a0, a1, a2 = a[0:n], a[cn:cn + n], a[2 * cn:2 * cn + n]
+                b0, b1, b2 = b[0:n], b[cn:cn + n], b[2 * cn:2 * cn + n]
+                d0, d1, d2 = d[0:n], d[cn:cn + n], d[2 * cn:2 * cn + n]
+                o = orow[cn:cn + n]
+                if out_u8 and post == POST_SATURATE:  # one loop per rule keeps 16-bit lanes
+                    for x in range(n):
+                        v = NARROW(w00 * NARROW(a0[x]) + w01 * NARROW(a1[x]) + w02 * NARROW(a2[x])
+                                   + w10 * NARROW(b0[x]) + w11 * NARROW(b1[x]) + w12 * NARROW(b2[x])
+                                   + w20 * NARROW(d0[x]) + w21 * NARROW(d1[x]) + w22 * NARROW(d2[x]))
+                        o[x] = min(max(v, NARROW(0)), NARROW(255))
+                elif out_u8 and post == POST_GAUSS_Q16:
+                    q = np.int32(p1)
+                    for x in range(n):
+                        v = NARROW(w00 * NARROW(a0[x]) + w01 * NARROW(a1[x]) + w02 * NARROW(a2[x])
+                                   + w10 * NARROW(b0[x]) + w11 * NARROW(b1[x]) + w12 * NARROW(b2[x])
+                                   + w20 * NARROW(d0[x]) + w21 * NARROW(d1[x]) + w22 * NARROW(d2[x]))
+                        o[x] = np.int32(np.int32(v) * q + np.int32(32768)) >> 16
+                elif out_u8:
+                    dl = np.uint32(p0)
+                    mul = np.uint32(p1)
+                    for x in range(n):
+                        v = NARROW(w00 * NARROW(a0[x]) + w01 * NARROW(a1[x]) + w02 * NARROW(a2[x])
+                                   + w10 * NARROW(b0[x]) + w11 * NARROW(b1[x]) + w12 * NARROW(b2[x])
+                                   + w20 * NARROW(d0[x]) + w21 * NARROW(d1[x]) + w22 * NARROW(d2[x]))
+                        o[x] = np.uint32((np.uint32(v) + dl) * mul) >> 23
+                else:
+                    for x in range(n):
+                        o[x] = (w00 * a0[x] + w01 * a1[x] + w02 * a2[x]
+                                + w10 * b0[x] + w11 * b1[x] + w12 * b2[x]
+                                + w20 * d0[x] + w21 * d1[x] + w22 * d2[x])
+            for k in range(2 if W > 1 else 1):  # border columns through the column map
+                xx = 0 if k == 0 else W - 1
+                for ch in range(cn):
+                    v = NARROW(0)
+                    for j in range(3):
+                        cc = colmap[xx + j]
+                        if cc >= 0:
+                            e = cc * cn + ch
+                            v += NARROW(w[0, j] * NARROW(a[e]) + w[1, j] * NARROW(b[e])
+                                        + w[2, j] * NARROW(d[e]))
+                    if out_u8:
+                        orow[xx * cn + ch] = _post1(v, post, p0, p1)
+                    else:
+                        orow[xx * cn + ch] = v
+
+
+def _compile(f, parallel, suffix="", **bind):
+    """A dispatcher from one body, parallel or serial, with module globals rebound by ``bind``
+    (NARROW and its helper for the 16-bit variants); distinct names keep on-disk caches apart."""
     import types
-    name = f.__name__.lstrip("_") + ("_par" if parallel else "_ser")
-    g = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), f.__globals__, name)
+    name = f.__name__.lstrip("_") + suffix + ("_par" if parallel else "_ser")
+    env = dict(f.__globals__)
+    env.update(bind)
+    g = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), env, name)
     g.__qualname__ = name
     g.__doc__ = f.__doc__
     return njit(g, parallel=parallel)
@@ -452,3 +637,14 @@ def _to_gray(src, W, is_u8, out, nchunks):
 
 gradient_par, gradient_ser = _compile(_gradient, True), _compile(_gradient, False)
 to_gray_par, to_gray_ser = _compile(_to_gray, True), _compile(_to_gray, False)
+
+# 16-bit variants: int16 for signed kernels, uint16 for non-negative ones (sums up to 65535).
+_cp16 = {t.__name__: _compile(_col_post16, False, "_" + t.__name__, NARROW=t) for t in (np.int16, np.uint16)}
+sep16 = {(t.__name__, par): _compile(_sep16, par, "_" + t.__name__, NARROW=t, _col_post16=_cp16[t.__name__])
+         for t in (np.int16, np.uint16) for par in (True, False)}
+corr2d16 = {(t.__name__, par): _compile(_corr2d16, par, "_" + t.__name__, NARROW=t)
+            for t in (np.int16, np.uint16) for par in (True, False)}
+_post1_i16 = _compile(_post1, False, "_int16", NARROW=np.int16)
+_post1_f32 = _compile(_post1, False, "_float32", NARROW=np.float32)
+k3 = {(t.__name__, par): _compile(_k3, par, "_" + t.__name__, NARROW=t, _post1=pp)
+      for t, pp in ((np.int16, _post1_i16), (np.float32, _post1_f32)) for par in (True, False)}

@@ -267,6 +267,42 @@ def _threads():
     return numba.get_num_threads()
 
 
+_PLANS = {}  # (name, params, is_u8) -> _Plan: resolving kernels costs more than filtering small frames
+_MAPS = {}   # (n, lo, hi, border) -> border index map
+
+
+def _key(v):
+    if isinstance(v, np.ndarray):
+        return ("array", v.shape, str(v.dtype), v.tobytes())
+    if isinstance(v, (list, tuple)):
+        return tuple(_key(x) for x in v)
+    return (type(v).__name__, v)
+
+
+def _plan(op, name, params, is_u8):
+    key = (name, tuple(sorted((k, _key(v)) for k, v in params.items())), is_u8)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _Plan(op, name, params, is_u8)
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _border_map(n, lo, hi, border):
+    key = (n, lo, hi, border)
+    m = _MAPS.get(key)
+    if m is None:
+        from . import _filter_kernels as K
+        m = K.border_map(n, lo, hi, border)
+        m.flags.writeable = False
+        if len(_MAPS) > 256:
+            _MAPS.clear()
+        _MAPS[key] = m
+    return m
+
+
 class _Plan:
     """A resolved filter: which kernel runs, with which taps, for one input dtype."""
 
@@ -325,10 +361,32 @@ class _Plan:
         self.kind = "sep"
         self.kh, self.kw = len(ky), len(kx)
         kx, ky = np.asarray(kx, np.float64), np.asarray(ky, np.float64)
-        jx, iy = np.nonzero(kx)[0], np.nonzero(ky)[0]
-        self.kxj, self.kxw = jx.astype(np.int64), kx[jx].astype(np.float32)
-        self.kyi, self.kyw = iy.astype(np.int64), ky[iy].astype(np.float32)
         self.post, self.p0, self.p1, self.scale = post, int(p0), int(p1), np.float32(scale)
+        self.narrow = None
+        if self.is_u8 and post in (0, 1, 2):
+            # 16-bit lanes when every partial sum fits; the Gaussian's Q8 kernels are divided by
+            # their common factors first (multiplied back in the final rounding step).
+            gx = gy = 1
+            if post == 1:
+                gx, gy = np.gcd.reduce(kx.astype(np.int64)), np.gcd.reduce(ky.astype(np.int64))
+                kx, ky = kx / gx, ky / gy
+                self.p1 = int(gx * gy)
+            bound = np.abs(kx).sum() * np.abs(ky).sum() * 255
+            nonneg = (kx >= 0).all() and (ky >= 0).all()
+            if bound <= 32767:
+                self.narrow = "int16"
+            elif nonneg and bound <= 65535:
+                self.narrow = "uint16"
+            elif post == 1:  # float path: undo the factoring
+                kx, ky, self.p1 = kx * gx, ky * gy, 0
+        if self.kh == 3 and self.kw == 3 and (self.narrow == "int16" or not self.is_u8):
+            self.kind = "k3"
+            w = np.outer(ky, kx) * (1.0 if self.is_u8 else float(scale))
+            self.w3 = w.astype(np.int16 if self.is_u8 else np.float32)
+        jx, iy = np.nonzero(kx)[0], np.nonzero(ky)[0]
+        wdt = np.dtype(self.narrow) if self.narrow else np.float32
+        self.kxj, self.kxw = jx.astype(np.int64), kx[jx].astype(wdt)
+        self.kyi, self.kyw = iy.astype(np.int64), ky[iy].astype(wdt)
 
     def _2d(self, k):
         self.kind = "2d"
@@ -339,7 +397,15 @@ class _Plan:
         # uint8 with integer taps: float32 sums are exact integers in any order (as in OpenCV);
         # other uint8 kernels need OpenCV's exact summation order and rounding.
         self.mode = "u8float" if (self.is_u8 and not exact) else "sum"
-        self.ti, self.tj, self.tk = ti.astype(np.int64), tj.astype(np.int64), taps.astype(np.float32)
+        self.narrow = None
+        if self.is_u8 and exact and float(np.abs(taps).sum()) * 255 <= 32767:
+            self.mode, self.narrow = "sum16", "int16"
+            taps = taps.astype(np.int16)
+        self.ti, self.tj = ti.astype(np.int64), tj.astype(np.int64)
+        self.tk = taps if self.narrow else taps.astype(np.float32)
+        if self.kh == 3 and self.kw == 3 and self.mode != "u8float":
+            self.kind, self.post, self.p0, self.p1 = "k3", 0, 0, 0
+            self.w3 = k.astype(np.int16 if self.is_u8 else np.float32)
         self.rstart = np.searchsorted(ti, np.arange(self.kh + 1)).astype(np.int64)
 
     def out_shape(self, image, gray):
@@ -362,16 +428,27 @@ class _Plan:
             (K.to_gray_par if par else K.to_gray_ser)(src, W, u8, o, nchunks)
             return out
         top, left = self.kh // 2, self.kw // 2
-        rowmap = K.border_map(H, top, self.kh - 1 - top, border)
-        colmap = K.border_map(W, left, self.kw - 1 - left, border)
-        if self.kind == "gradient":
+        rowmap = _border_map(H, top, self.kh - 1 - top, border)
+        colmap = _border_map(W, left, self.kw - 1 - left, border)
+        if self.kind == "k3":
+            K.k3["int16" if u8 else "float32", par](
+                src, W, cn, gray, rowmap, colmap, self.w3, self.post, self.p0, self.p1, u8, o, nchunks)
+        elif self.kind == "gradient":
             (K.gradient_par if par else K.gradient_ser)(
                 src, W, cn, gray, u8, rowmap, colmap, left, self.ka, self.kb,
                 self.name == "gradient_magnitude", o, nchunks)
+        elif self.kind == "sep" and self.narrow:
+            K.sep16[self.narrow, par](
+                src, W, cn, gray, rowmap, colmap, left, self.kxj * cn, self.kxw, self.kyi,
+                self.kyw, self.kh, self.kw, self.post, self.p0, self.p1, o, nchunks)
         elif self.kind == "sep":
             (K.sep_par if par else K.sep_ser)(
                 src, W, cn, gray, u8, rowmap, colmap, left, self.kxj * cn, self.kxw, self.kyi,
                 self.kyw, self.kh, self.kw, self.post, self.p0, self.p1, self.scale, o, nchunks)
+        elif self.mode == "sum16":
+            K.corr2d16[self.narrow, par](
+                src, W, cn, gray, rowmap, colmap, left, self.rstart, self.tj * cn, self.tk,
+                self.kh, self.kw, o, nchunks)
         elif self.mode == "u8float":
             (K.corr2d_u8float_par if par else K.corr2d_u8float_ser)(
                 src, W, cn, gray, rowmap, colmap, left, self.ti, self.tj, self.tk, self.kh, self.kw,
@@ -416,10 +493,10 @@ def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **pa
     name, p = _resolve(op, name_or_kernel, params)
     if name == "gray" and (image.ndim != 3 or image.shape[2] != 3):
         raise ValueError(f"{op}: filter 'gray' needs a BGR image (H, W, 3), got shape {image.shape}")
-    plan = _Plan(op, name, p, image.dtype == np.uint8)
+    plan = _plan(op, name, p, image.dtype == np.uint8)
     shape = plan.out_shape(image, gray)
     out = check_out(op, "out", out, shape, np.uint8 if plan.out_u8 else np.float32)
-    if out is image or (np.shares_memory(out, image) and plan.kind != "gray"):
+    if out is image or np.may_share_memory(out, image):
         raise ValueError(f"{op}: out must not overlap image (filters read neighbours), shape {shape}")
     return plan.run(image, bcode, gray, out)
 
