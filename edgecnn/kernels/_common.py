@@ -9,8 +9,13 @@ import numpy as np
 
 
 def is_device_array(a):
-    """True for CUDA device arrays (numba, CuPy, anything with __cuda_array_interface__)."""
-    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+    """True for CUDA device arrays (numba, CuPy, anything with __cuda_array_interface__).
+
+    The CUDA simulator's arrays carry ``__cuda_ndarray__`` instead of the interface.
+    """
+    if isinstance(a, np.ndarray):
+        return False
+    return hasattr(a, "__cuda_array_interface__") or hasattr(a, "__cuda_ndarray__")
 
 
 def check_array(op, name, a, ndim=None, dtype=np.float32):
@@ -30,14 +35,27 @@ def check_array(op, name, a, ndim=None, dtype=np.float32):
             raise ValueError(f"{op}: {name} must have {want} dimensions, got shape {tuple(a.shape)}")
     if isinstance(a, np.ndarray):
         contiguous = a.flags.c_contiguous
-    else:
-        contiguous = getattr(a, "is_c_contiguous", lambda: True)()
+    elif hasattr(a, "is_c_contiguous"):  # numba device arrays
+        contiguous = a.is_c_contiguous()
+    else:  # CuPy and other __cuda_array_interface__ objects
+        contiguous = getattr(getattr(a, "flags", None), "c_contiguous", None)
+        if contiguous is None:
+            strides = a.__cuda_array_interface__.get("strides")
+            contiguous = strides is None or tuple(strides) == _c_strides(a.shape, a.dtype)
     if not contiguous:
         raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray), "
                          f"got shape {tuple(a.shape)} with strides {tuple(a.strides)}")
     if any(d == 0 for d in a.shape):
         raise ValueError(f"{op}: {name} must not be empty, got shape {tuple(a.shape)}")
     return a
+
+
+def _c_strides(shape, dtype):
+    strides, step = [], np.dtype(dtype).itemsize
+    for d in reversed(tuple(shape)):
+        strides.append(step)
+        step *= d
+    return tuple(reversed(strides))
 
 
 def check_shape(op, name, a, shape):
