@@ -8,9 +8,15 @@ ratio edgecnn / OpenCV (< 1 means edgecnn is faster). JIT compile time is report
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+
+# GNU OpenMP workers spin after each parallel region by default; on a shared 2-core machine the
+# spinning worker steals the core the next call (or OpenCV) needs and medians jump to ~20 ms.
+# Passive waiting must be chosen before numba starts its pool (see the notes in readme_filters.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
 
@@ -117,6 +123,7 @@ def main(argv=None):
     threads = args.threads or numba.get_num_threads()
     numba.set_num_threads(threads)
     cv2.setNumThreads(threads)
+    F.set_parallel(threads > 1)
     rng = np.random.default_rng(0)
     # A smooth-ish frame with noise (content does not change the cost of these filters).
     yy, xx = np.mgrid[0:480, 0:640]
@@ -132,7 +139,8 @@ def main(argv=None):
         e()
         c()
     compile_s = time.perf_counter() - t0
-    print(f"threads={threads}  repeats={args.repeats}  frame 640x480  warm-up incl. JIT {compile_s:.1f} s")
+    print(f"threads={threads}  repeats={args.repeats}  frame 640x480  warm-up incl. JIT {compile_s:.1f} s  "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}  numba layer={numba.threading_layer()}")
     print(f"{'filter':44s} {'edgecnn us':>11s} {'OpenCV us':>10s} {'ratio':>6s}")
     rows = []
     for label, e, c in todo:
