@@ -150,6 +150,7 @@ def profile_step(model, opt, x, y, repeats=5):
             fw[k].append(time.perf_counter() - t)
         p.training = True
         model._last = p
+        p.ensure_grads()
         t = time.perf_counter()
         softmax_cross_entropy(vals[nodes[-1].out], y, grad=p.g[nodes[-1].out])
         other["loss"].append(time.perf_counter() - t)

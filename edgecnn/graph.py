@@ -72,16 +72,31 @@ class _Node:
 
 
 class _Plan:
-    """Every buffer a forward/backward at one batch size needs."""
+    """Every buffer a forward/backward at one batch size needs. Activation and workspace buffers are
+    allocated at planning; gradient buffers on the first backward (an inference-only batch size, as in
+    ``predict``, never pays for them). Both happen once per batch size."""
 
     def __init__(self, model, batch):
         nodes, shapes, req = model._nodes, model._shapes, model._requires_grad
+        self._model = model
         self.batch = batch
         self.y = [None] * len(shapes)
-        self.g = [None] * len(shapes)
+        self.g = None
+        self.gx = self.accum = None
         self.vals = [None] * len(shapes)  # what the last forward produced (buffers or views)
-        self.ws = []
         self.training = False
+        for node in nodes:
+            if not node.layer.view_output:  # Flatten / linear / inference Dropout return views
+                self.y[node.out] = np.empty((batch,) + shapes[node.out], np.float32)
+        self.ws = [node.layer.workspace([shapes[t] for t in node.ins], batch, [req[t] for t in node.ins])
+                   for node in nodes]
+
+    def ensure_grads(self):
+        if self.g is not None:
+            return
+        model, batch = self._model, self.batch
+        nodes, shapes, req = model._nodes, model._shapes, model._requires_grad
+        g = [None] * len(shapes)
         # 1. backward order: which consumer edge writes a tensor's gradient buffer first
         written, first = set(), {}
         for k in range(len(nodes) - 1, -1, -1):
@@ -89,46 +104,39 @@ class _Plan:
                 if req[t] and t not in written:
                     written.add(t)
                     first[(k, j)] = True
-        # 2. forward order: activation and gradient buffers; Flatten aliases both when it can
+        # 2. forward order: gradient buffers; a view layer (Flatten) aliases its input's when it can
         for k, node in enumerate(nodes):
-            layer, o = node.layer, node.out
-            if not layer.view_output:
-                self.y[o] = np.empty((batch,) + shapes[o], np.float32)
+            o = node.out
             if req[o]:
                 t = node.ins[0]
-                if layer.view_output and req[t] and first.get((k, 0)):
-                    self.g[o] = self.g[t].reshape((batch,) + shapes[o])
+                if node.layer.view_output and req[t] and first.get((k, 0)):
+                    g[o] = g[t].reshape((batch,) + shapes[o])
+                    self.ws[k]["aliased"] = True
                 else:
-                    self.g[o] = np.empty((batch,) + shapes[o], np.float32)
+                    g[o] = np.empty((batch,) + shapes[o], np.float32)
         # 3. where each node's input gradients go; scratch buffers for the extra fan-out edges
-        self.gx = []
-        self.accum = []
+        gx_all, acc_all = [], []
         for k, node in enumerate(nodes):
             gxs, acc = [], []
             for j, t in enumerate(node.ins):
                 if not req[t]:
                     gxs.append(None)
                 elif first.get((k, j)):
-                    gxs.append(self.g[t])
+                    gxs.append(g[t])
                 else:
                     s = np.empty((batch,) + shapes[t], np.float32)
                     gxs.append(s)
-                    acc.append((self.g[t], s))
-            self.gx.append(gxs)
-            self.accum.append(acc)
-            need = [g is not None for g in gxs]
-            ws = node.layer.workspace([shapes[t] for t in node.ins], batch, need)
-            if node.layer.view_output and gxs[0] is not None and gxs[0] is self.g[node.ins[0]] \
-                    and self.g[node.out] is not None and np.shares_memory(self.g[node.out], gxs[0]):
-                ws["aliased"] = True
-            self.ws.append(ws)
-        out = model._nodes[-1].out
-        if self.g[out] is None:  # nothing trainable: still give the loss somewhere to write
-            self.g[out] = np.empty((batch,) + shapes[out], np.float32)
+                    acc.append((g[t], s))
+            gx_all.append(gxs)
+            acc_all.append(acc)
+        out = nodes[-1].out
+        if g[out] is None:  # nothing trainable: still give the loss somewhere to write
+            g[out] = np.empty((batch,) + shapes[out], np.float32)
+        self.gx, self.accum, self.g = gx_all, acc_all, g
 
     def nbytes(self):
         seen, total = set(), 0
-        for arrs in (self.y, self.g, *[[g for g in gx if g is not None] for gx in self.gx],
+        for arrs in (self.y, self.g or [], *[[g for g in gx if g is not None] for gx in self.gx or []],
                      *[[v for v in ws.values() if isinstance(v, np.ndarray)] for ws in self.ws]):
             for a in arrs:
                 if a is not None and a.base is None and id(a) not in seen:
@@ -318,6 +326,7 @@ class Model:
         if p is None:
             raise RuntimeError("Model.backward: call forward(x, training=True) first")
         out = self._nodes[-1].out
+        p.ensure_grads()
         if not isinstance(gy, np.ndarray) or gy.dtype != np.float32 or gy.shape != p.g[out].shape:
             raise ValueError(f"Model.backward: gy must be float32 with shape {p.g[out].shape} (the last "
                              f"forward's output), got {getattr(gy, 'dtype', type(gy).__name__)} "
@@ -347,6 +356,7 @@ class Model:
         if labels.shape != (x.shape[0],):
             raise ValueError(f"Model.train_step: labels must have shape ({x.shape[0]},), got {labels.shape}")
         p = self._last
+        p.ensure_grads()
         loss, _ = softmax_cross_entropy(logits, labels, grad=p.g[self._nodes[-1].out])
         self._backward(p)
         return float(loss), logits

@@ -678,7 +678,8 @@ class Activation(Layer):
         if gxs[0] is None:
             return
         if self.activation is None:
-            np.copyto(gxs[0], gy)
+            if not ws.get("aliased"):
+                np.copyto(gxs[0], gy)
         else:
             _act_backward(self.activation, gy, xs[0], y, gxs[0], self.alpha)
 
