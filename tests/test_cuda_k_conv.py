@@ -100,13 +100,9 @@ def test_weight_gradient_split_k_is_deterministic_and_exact():
     np.testing.assert_array_equal(first.copy_to_host(), again.copy_to_host())
 
 
-def test_public_entry_points_dispatch_device_arrays(monkeypatch):
-    """edgecnn.kernels.conv2d_forward/backward hand device arrays to the twins and return device arrays.
-    (Until _common.is_device_array knows the simulator's arrays, the test lends it the CUDA helper's.)"""
-    from edgecnn.kernels import _common
+def test_public_entry_points_dispatch_device_arrays():
+    """edgecnn.kernels.conv2d_forward/backward hand device arrays to the twins and return device arrays."""
     from edgecnn.kernels.cuda import _device
-    monkeypatch.setattr(_common, "is_device_array", _device.is_device_array)
-    monkeypatch.setattr(C, "is_device_array", _device.is_device_array)
     rng = np.random.default_rng(14)
     x, w, b = rand(rng, 2, 2, 5, 5), rand(rng, 4, 1, 3, 3), rand(rng, 4)
     kw = dict(padding="same", groups=2, stride=2)

@@ -1,8 +1,5 @@
 """The public entry points of edgecnn.kernels hand device arrays to the CUDA twins: device in, device
-out, the CPU's result; simulator. (Until _common.is_device_array knows the simulator's arrays, each
-module is lent the CUDA helper's test; on a real GPU the arrays have __cuda_array_interface__.)"""
-import importlib
-
+out, the CPU's result; simulator."""
 import numpy as np
 import pytest
 
@@ -14,16 +11,8 @@ skip_unless_cuda()
 import edgecnn.kernels as K  # noqa: E402
 from edgecnn.kernels.cuda import _device  # noqa: E402
 
-pytestmark = [pytest.mark.usefixtures("small_blocks", "device_aware"),
+pytestmark = [pytest.mark.usefixtures("small_blocks"),
               pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")]
-
-
-@pytest.fixture
-def device_aware(monkeypatch):
-    for mod in ("_common", "conv", "pool", "activations", "dense", "losses", "dropout", "batchnorm"):
-        m = importlib.import_module(f"edgecnn.kernels.{mod}")
-        if hasattr(m, "is_device_array"):
-            monkeypatch.setattr(m, "is_device_array", _device.is_device_array)
 
 
 def _both(f, *arrays, **kw):
