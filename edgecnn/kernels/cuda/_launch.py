@@ -8,7 +8,6 @@
 * REDUCE: threads per block of the block reductions (bias gradients, batch-norm statistics, loss sums);
   a power of two <= MAX_REDUCE. The reduction order depends only on REDUCE and the array size, never
   on timing, so results are deterministic.
-
 * SPLIT_BLOCKS / SPLIT_MIN: split-K of the conv weight gradient (see ``split_k``).
 
 ``configure(block=..., tile=..., reduce=...)`` sets them; ``shrunk()`` is a context manager for tests
