@@ -22,6 +22,7 @@ from ._jit import njit
 REFLECT101, CONSTANT, REPLICATE = 0, 1, 2
 # uint8 post-processing of integer separable sums.
 POST_SATURATE, POST_GAUSS_Q16, POST_BOX_DIV, POST_BOX_FLOAT = 0, 1, 2, 3
+POST_SHIFT = 4  # (v + p0) >> p1 in 16 bits: the Q16 rounding when the factored-out scale is 2**k
 
 
 @njit
@@ -452,6 +453,8 @@ def _post1(v, post, p0, p1):
         return min(max(v, NARROW(0)), NARROW(255))
     if post == POST_GAUSS_Q16:
         return (np.int32(v) * np.int32(p1) + np.int32(32768)) >> 16
+    if post == POST_SHIFT:
+        return (np.int32(v) + np.int32(p0)) >> p1
     return np.uint32((np.uint32(v) + np.uint32(p0)) * np.uint32(p1)) >> 23
 
 
@@ -504,6 +507,13 @@ def _k3(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchunks)
                                    + w10 * NARROW(b0[x]) + w11 * NARROW(b1[x]) + w12 * NARROW(b2[x])
                                    + w20 * NARROW(d0[x]) + w21 * NARROW(d1[x]) + w22 * NARROW(d2[x]))
                         o[x] = min(max(v, NARROW(0)), NARROW(255))
+                elif out_u8 and post == POST_SHIFT:
+                    rnd = np.int16(p0)
+                    for x in range(n):
+                        v = NARROW(w00 * NARROW(a0[x]) + w01 * NARROW(a1[x]) + w02 * NARROW(a2[x])
+                                   + w10 * NARROW(b0[x]) + w11 * NARROW(b1[x]) + w12 * NARROW(b2[x])
+                                   + w20 * NARROW(d0[x]) + w21 * NARROW(d1[x]) + w22 * NARROW(d2[x]))
+                        o[x] = np.int16(v + rnd) >> np.int16(p1)
                 elif out_u8 and post == POST_GAUSS_Q16:
                     q = np.int32(p1)
                     for x in range(n):

@@ -383,6 +383,12 @@ class _Plan:
             self.kind = "k3"
             w = np.outer(ky, kx) * (1.0 if self.is_u8 else float(scale))
             self.w3 = w.astype(np.int16 if self.is_u8 else np.float32)
+            q = self.p1
+            if self.is_u8 and post == 1 and q & (q - 1) == 0 and 1 <= q <= 1 << 15:
+                # (v * 2**k + 2**15) >> 16 == (v + 2**(15-k)) >> (16-k), all in int16 lanes
+                sh = 16 - (q.bit_length() - 1)
+                if np.abs(w).sum() * 255 + (1 << (sh - 1)) <= 32767:
+                    self.post, self.p0, self.p1 = 4, 1 << (sh - 1), sh
         jx, iy = np.nonzero(kx)[0], np.nonzero(ky)[0]
         wdt = np.dtype(self.narrow) if self.narrow else np.float32
         self.kxj, self.kxw = jx.astype(np.int64), kx[jx].astype(wdt)
