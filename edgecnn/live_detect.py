@@ -20,7 +20,8 @@ class DetectConfig:
     tile: int = 16              # paper-brightness grid cell, px (larger than a stroke is wide)
     binarize: str = "adaptive"  # "adaptive": ink > threshold; "otsu": Otsu level of the ink image, floored
     threshold: int = 64         # ink level (255 * darkness relative to the paper); 64 = 25% darker
-    low: int = 16               # faint ink kept as the soft edge of a stroke inside a candidate box
+    low: int = 32               # faint ink kept as the soft edge of a stroke in a candidate box (half the
+                                # threshold; lower lets paper noise speckle the 28x28 digit)
     min_size: int = 12          # smallest digit height, px
     max_size: float = 0.9       # largest digit height, fraction of frame height
     min_area: int = 6           # smaller specks are noise, not stroke pieces
@@ -66,7 +67,8 @@ def merge_pieces_cpu(stats, min_area, gap_frac):
 
     Two pieces join when they overlap horizontally by half the narrower one and the vertical gap between
     them is at most ``gap_frac`` of the taller one, or when one box lies mostly inside the other (a 4 or a
-    5 written in two strokes). Side-by-side pieces never join: they are neighbouring digits.
+    5 written in two strokes), or when a piece under half the other's height lies within 20% of that
+    height from it (a cut-off stroke tip). Side-by-side digits of similar height never join.
     """
     n = stats.shape[0]
     box = stats[:, :4].copy()
@@ -96,6 +98,11 @@ def merge_pieces_cpu(stats, min_area, gap_frac):
                 if not join and ox > 0 and oy > 0:
                     amin = min((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
                     join = ox * oy * 5 >= amin * 3
+                if not join and min(ay1 - ay0, by1 - by0) * 2 <= hmax:
+                    # a fragment (under half the other's height) touching distance of a bigger piece: the
+                    # tip of a stroke the threshold cut off, not a digit of its own
+                    near = np.float32(0.2) * hmax
+                    join = -ox <= near and -oy <= near
                 if join:
                     box[i, 0] = min(ax0, bx0)
                     box[i, 1] = min(ay0, by0)
