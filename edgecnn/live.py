@@ -189,7 +189,9 @@ def _loop(opts, source, detector, headless, warm, log):
                     view_i = (view_i + 1) % len(ov.VIEW_FILTERS)
                 elif key == ord("s") and annotated is not None:
                     path = os.path.join(opts.snapshot_dir, f"edgecnn-snapshot-{snapshots:03d}.png")
-                    cv2.imwrite(path, annotated)
+                    tmp = path[:-4] + ".partial.png"  # written whole, then renamed into place
+                    cv2.imwrite(tmp, annotated)
+                    os.replace(tmp, path)
                     snapshots += 1
                     log(f"live: snapshot {path}")
                 if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:

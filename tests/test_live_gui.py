@@ -116,9 +116,9 @@ def test_window_shows_the_overlay_and_keys_work(display, tmp_path, mnist_dir):
         subprocess.run(["xdotool", "windowfocus", "--sync", wid[0]], env=xenv, timeout=10)
         subprocess.run(["xdotool", "key", "s"], env=xenv, timeout=10)
         deadline = time.monotonic() + 20
-        while not list(snaps.iterdir()) and time.monotonic() < deadline:
+        while not list(snaps.glob("edgecnn-snapshot-*[0-9].png")) and time.monotonic() < deadline:
             time.sleep(0.1)
-        shots = list(snaps.iterdir())
+        shots = list(snaps.glob("edgecnn-snapshot-*[0-9].png"))
         assert len(shots) == 1, "s saved no snapshot"
         assert overlay_seen(cv2.imread(str(shots[0])))[0] > 500
         t = time.monotonic()
