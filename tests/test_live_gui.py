@@ -1,6 +1,6 @@
 """The window path of ``edgecnn live`` under a virtual X server (Debian's xvfb): the window shows boxes,
 the HUD and the side filter view; s saves a snapshot; q quits within 1 s. Screenshots come from
-ImageMagick's ``import`` (or ``xwd``); keys from ``xdotool`` (the key part skips without it)."""
+``xwd`` (read here) or ImageMagick's ``import``; keys from ``xdotool`` (the key part skips without it)."""
 import os
 import shutil
 import subprocess
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.gui
 if shutil.which("Xvfb") is None:
     pytest.skip("Xvfb is not installed (Debian: apt-get install xvfb); the window path needs a display",
                 allow_module_level=True)
-if shutil.which("import") is None and shutil.which("xwd") is None:
-    pytest.skip("no screenshot tool (ImageMagick's import or xwd)", allow_module_level=True)
+if shutil.which("xwd") is None and shutil.which("import") is None:
+    pytest.skip("no screenshot tool (xwd from x11-apps, or ImageMagick's import)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +42,34 @@ def display():
     proc.wait(5)
 
 
+def read_xwd(raw):
+    """BGR image from an XWD dump (ZPixmap, 24/32 bits per pixel, as Xvfb's root window gives)."""
+    h = np.frombuffer(raw[:100], ">u4")
+    header_size, fmt, bpp, bpl, ncolors = int(h[0]), int(h[2]), int(h[11]), int(h[12]), int(h[19])
+    width, height, byte_order = int(h[4]), int(h[5]), int(h[7])
+    rmask, gmask, bmask = int(h[14]), int(h[15]), int(h[16])
+    if fmt != 2 or bpp not in (24, 32):
+        raise ValueError(f"unsupported XWD: format {fmt}, {bpp} bits per pixel")
+    start = header_size + 12 * ncolors
+    rows = np.frombuffer(raw[start:start + bpl * height], np.uint8).reshape(height, bpl)
+    px = rows[:, :width * (bpp // 8)].reshape(height, width, bpp // 8).astype(np.uint32)
+    order = range(bpp // 8) if byte_order == 0 else range(bpp // 8 - 1, -1, -1)
+    value = sum(px[..., i] << (8 * k) for k, i in enumerate(order))
+
+    def channel(mask):
+        shift = (mask & -mask).bit_length() - 1
+        return ((value & mask) >> shift).astype(np.uint8)
+    return np.dstack([channel(bmask), channel(gmask), channel(rmask)])
+
+
 def screenshot(disp):
     env = dict(os.environ, DISPLAY=disp)
-    if shutil.which("import"):
-        raw = subprocess.run(["import", "-window", "root", "png:-"], capture_output=True, env=env,
-                             timeout=20).stdout
-    else:
-        xwd = subprocess.run(["xwd", "-root", "-silent"], capture_output=True, env=env, timeout=20).stdout
-        raw = subprocess.run(["convert", "xwd:-", "png:-"], input=xwd, capture_output=True, timeout=20).stdout
-    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
-    return img
+    if shutil.which("xwd"):
+        raw = subprocess.run(["xwd", "-root", "-silent"], capture_output=True, env=env, timeout=20).stdout
+        return read_xwd(raw) if raw else None
+    raw = subprocess.run(["import", "-window", "root", "png:-"], capture_output=True, env=env,
+                         timeout=20).stdout
+    return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
 
 
 def overlay_seen(img):
