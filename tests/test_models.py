@@ -19,6 +19,14 @@ def test_seed_model_parameter_counts(name, total):
     assert m.input_shape == (1, 28, 28) and m.output_shape == (10,)
 
 
+def test_default_architecture():
+    m = models.build("default")
+    assert m.count_params() == (61_042, 336)  # 336 = BN running statistics
+    kinds = [type(lay).__name__ for lay in m.layers]
+    assert kinds == ["Conv2D", "BatchNorm2D", "MaxPool2D"] * 3 + ["Flatten", "Dense"]
+    assert [lay.filters for lay in m.layers if kinds[m.layers.index(lay)] == "Conv2D"] == [24, 48, 96]
+
+
 def test_keras_mnist_layer_counts():
     m = models.build("keras-mnist")
     per_layer = [sum(p.value.size for p in lay.params) for lay in m.layers]
