@@ -150,7 +150,8 @@ def stats_of(v):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300, help="frames per side")
-    ap.add_argument("--model", default="lenet5", help="zoo model (untrained weights: same cost) or a model file")
+    ap.add_argument("--model", default="lenet5",
+                    help="zoo model (untrained weights: same cost) or a model file")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mnist", default=os.environ.get("EDGECNN_DATA_DIR", str(HERE.parent.parent / "shared" /
                                                                             "data" / "mnist")))
@@ -169,7 +170,8 @@ def main(argv=None):
         from edgecnn import models
         from edgecnn.data import Normalization
         from edgecnn.io import Classifier
-        clf = Classifier(models.build(a.model), {"normalization": Normalization("zscore", mean=33.3, std=78.6)})
+        norm = Normalization("zscore", mean=33.3, std=78.6)
+        clf = Classifier(models.build(a.model), {"normalization": norm})
     det = DigitDetector(clf)
     from edgecnn.live_detect import DetectConfig
     det_digits = DigitDetector(clf, DetectConfig(normalizer="digits"))

@@ -15,7 +15,8 @@ KEYS_HELP = "Keys: q or Esc quit, f cycles the filter view, space pauses, s save
               help="No window [default: automatic; headless when there is no display or OpenCV has no GUI].")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write one JSON object per frame (JSON lines).")
-@click.option("--record", type=click.Path(dir_okay=False), default=None, help="Save the annotated video (mp4).")
+@click.option("--record", type=click.Path(dir_okay=False), default=None,
+              help="Save the annotated video (mp4).")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after N frames.")
 @click.option("--filter", "filters", multiple=True, metavar="SPEC",
               help="Filter run on the gray frame before binarization (edgecnn.filters names, repeatable; "
@@ -34,12 +35,13 @@ KEYS_HELP = "Keys: q or Esc quit, f cycles the filter view, space pauses, s save
 @click.option("--min-size", type=click.IntRange(4), default=12, help="Smallest digit height, pixels.")
 @click.option("--reconnects", type=click.IntRange(0), default=5,
               help="Reconnect attempts (exponential backoff) when a camera or stream stops delivering.")
-@click.option("--snapshot-dir", type=click.Path(file_okay=False), default=".", help="Where s saves snapshots.")
+@click.option("--snapshot-dir", type=click.Path(file_okay=False), default=".",
+              help="Where s saves snapshots.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", help="Where to run.")
 @click.option("--summary-json", type=click.Path(dir_okay=False), default=None,
               help="Also write the end-of-run summary as JSON.")
-def live(source, model, headless, output, record, max_frames, filters, view, min_confidence, binarize, threshold,
-         normalizer, min_size, reconnects, snapshot_dir, device, summary_json):
+def live(source, model, headless, output, record, max_frames, filters, view, min_confidence, binarize,
+         threshold, normalizer, min_size, reconnects, snapshot_dir, device, summary_json):
     """Classify handwritten digits in SOURCE: a camera index [default 0], a video file, an image folder or
     a stream URL. Prints a summary (frames, FPS, latency percentiles) at the end."""
     from edgecnn import live as L
@@ -48,7 +50,8 @@ def live(source, model, headless, output, record, max_frames, filters, view, min
     if device == "auto":
         device = "cpu"
     opts = L.LiveOptions(source=source, model=model, headless=headless, output=output, record=record,
-                         max_frames=max_frames, filters=tuple(filters), view=view, min_confidence=min_confidence,
+                         max_frames=max_frames, filters=tuple(filters), view=view,
+                         min_confidence=min_confidence,
                          binarize=binarize, threshold=threshold, min_size=min_size, reconnects=reconnects,
                          snapshot_dir=snapshot_dir, device=device, detect={"normalizer": normalizer})
     from edgecnn.io import ModelFileError

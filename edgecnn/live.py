@@ -60,7 +60,8 @@ def display_problem():
     gui = [ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.strip().startswith("GUI:")]
     if gui and gui[0].upper() == "NONE":
         return "OpenCV is a headless build (no GUI backend)"
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if sys.platform.startswith("linux") and not has_display:
         return "no display (DISPLAY is not set)"
     return None
 

@@ -6,7 +6,7 @@ and fill filters -> each candidate normalized the MNIST way -> one batch through
 low-confidence candidates rejected. Everything here runs on the calling (main) thread.
 """
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -49,7 +49,7 @@ def paper_tiles_cpu(gray, tile, out):
 
 @njit
 def max3x3_cpu(a, out):
-    """3x3 max filter on the small tile grid: a tile filled by a thick stroke borrows its neighbours' paper."""
+    """3x3 max filter on the small tile grid: a tile full of thick stroke borrows its neighbours' paper."""
     th, tw = a.shape
     for y in range(th):
         for x in range(tw):

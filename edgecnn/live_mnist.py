@@ -123,6 +123,7 @@ def normalize_candidates_cpu(gray, paper, tile, rrow, rx0, rx1, comp, cand_of_co
         a1 = min(boxes[c, 2] + 1, w)
         b1 = min(boxes[c, 3] + 1, h)
         crop = np.empty((b1 - b0, a1 - a0), np.uint8)
-        peak = paint_crop_cpu(gray, paper, tile, rrow, rx0, rx1, comp, cand_of_comp, c, a0, b0, a1, b1, low, crop)
+        peak = paint_crop_cpu(gray, paper, tile, rrow, rx0, rx1, comp, cand_of_comp, c, a0, b0, a1, b1, low,
+                              crop)
         stretch_cpu(crop, peak)
         to_mnist_28_cpu(crop, out[c])

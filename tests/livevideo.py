@@ -75,8 +75,9 @@ def make_frames(mnist_dir, n_frames=60, size=(480, 640), cols=3, rows=2, scene_l
             s = dig.shape[0]
             moving = cell % 2 == 1
             vx, vy = (rng.integers(-4, 5), rng.integers(-3, 4)) if moving else (0, 0)
-            x = int(rng.integers(12, cw - s - 12 - abs(vx) * scene_len)) + (abs(vx) * scene_len if vx < 0 else 0)
-            y = int(rng.integers(12, ch - s - 12 - abs(vy) * scene_len)) + (abs(vy) * scene_len if vy < 0 else 0)
+            run_x, run_y = abs(vx) * scene_len, abs(vy) * scene_len  # room for the motion
+            x = int(rng.integers(12, cw - s - 12 - run_x)) + (run_x if vx < 0 else 0)
+            y = int(rng.integers(12, ch - s - 12 - run_y)) + (run_y if vy < 0 else 0)
             cells.append((i, dig, int(x), int(y), int(vx), int(vy)))
         scenes.append(cells)
     phase = float(rng.uniform(0, np.pi))

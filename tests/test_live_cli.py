@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
@@ -181,7 +180,8 @@ def test_sigint_to_the_command_ends_it_with_a_summary(folder, untrained, tmp_pat
     for i in range(3000):
         os.symlink(first, big / f"f{i:05d}.png")
     p = subprocess.Popen([sys.executable, "-m", "edgecnn", "live", str(big), "--headless", "--model",
-                          str(untrained)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+                          str(untrained)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=ENV)
     lines = []
     for line in p.stderr:
         lines.append(line)

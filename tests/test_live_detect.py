@@ -231,7 +231,8 @@ def test_color_and_gray_frames_agree_and_bad_frames_fail_clearly():
         det.process(np.zeros((4, 4, 2), np.uint8))
 
 
-@pytest.mark.parametrize("field,value", [("binarize", "median"), ("min_confidence", 1.5), ("tile", 2), ("normalizer", "x"),
+@pytest.mark.parametrize("field,value", [("binarize", "median"), ("min_confidence", 1.5), ("tile", 2),
+                                         ("normalizer", "x"),
                                          ("threshold", 0)])
 def test_config_validation_names_the_parameter(field, value):
     with pytest.raises(ValueError, match=field):

@@ -93,8 +93,9 @@ def test_window_shows_the_overlay_and_keys_work(display, tmp_path, mnist_dir):
     snaps = tmp_path / "snaps"
     snaps.mkdir()
     env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb", OPENCV_LOG_LEVEL="ERROR")
-    p = subprocess.Popen([sys.executable, "-m", "edgecnn", "live", str(src), "--window", "--model", str(model),
-                          "--min-confidence", "0", "--view", "gradient_magnitude", "--snapshot-dir", str(snaps)],
+    p = subprocess.Popen([sys.executable, "-m", "edgecnn", "live", str(src), "--window", "--model",
+                          str(model), "--min-confidence", "0", "--view", "gradient_magnitude",
+                          "--snapshot-dir", str(snaps)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     lines = []  # (time, line) of stderr, read as it comes
 
