@@ -262,9 +262,19 @@ def _border(op, border):
     return BORDERS[key]
 
 
+_nthreads = []  # numba's C getter for the calling thread's count (numba.get_num_threads costs 2-10 us)
+
+
 def _threads():
-    import numba
-    return numba.get_num_threads()
+    if not _nthreads:
+        import numba
+        numba.get_num_threads()  # starts the pool: the getter below is valid from here on
+        try:
+            from numba.np.ufunc.parallel import _get_num_threads
+            _nthreads.append(_get_num_threads)
+        except ImportError:  # private name moved: the public (slower) call
+            _nthreads.append(numba.get_num_threads)
+    return _nthreads[0]()
 
 
 _PLANS = {}  # (name, params, is_u8) -> _Plan: resolving kernels costs more than filtering small frames
@@ -420,50 +430,61 @@ class _Plan:
             return (H, W)
         return (H, W, image.shape[2])
 
-    def run(self, image, border, gray, out):
+    def bind(self, image, border, gray):
+        """The kernel call for one (shape, dtype, border, gray), resolved once: returns
+        call(image, out). Only the thread split is decided per call (the count can change)."""
         from . import _filter_kernels as K
         H, W = image.shape[:2]
-        src = image.reshape(H, -1)
         cn = 1 if (gray or image.ndim == 2) else image.shape[2]
-        o = out.reshape(H, -1)
-        threads = _threads()
-        par = threads > 1 and H >= 16 and H * W * cn >= _PARALLEL_MIN and _parallel[0]
-        nchunks = max(1, min(H // 8, threads)) if par else 1
+        big = H >= 16 and H * W * cn >= _PARALLEL_MIN
         u8 = self.is_u8
         if self.kind == "gray":
-            (K.to_gray_par if par else K.to_gray_ser)(src, W, u8, o, nchunks)
-            return out
-        top, left = self.kh // 2, self.kw // 2
-        rowmap = _border_map(H, top, self.kh - 1 - top, border)
-        colmap = _border_map(W, left, self.kw - 1 - left, border)
-        if self.kind == "k3":
-            K.k3["int16" if u8 else "float32", par](
-                src, W, cn, gray, rowmap, colmap, self.w3, self.post, self.p0, self.p1, u8, o, nchunks)
-        elif self.kind == "gradient":
-            (K.gradient_par if par else K.gradient_ser)(
-                src, W, cn, gray, u8, rowmap, colmap, left, self.ka, self.kb,
-                self.name == "gradient_magnitude", o, nchunks)
-        elif self.kind == "sep" and self.narrow:
-            K.sep16[self.narrow, par](
-                src, W, cn, gray, rowmap, colmap, left, self.kxj * cn, self.kxw, self.kyi,
-                self.kyw, self.kh, self.kw, self.post, self.p0, self.p1, o, nchunks)
-        elif self.kind == "sep":
-            (K.sep_par if par else K.sep_ser)(
-                src, W, cn, gray, u8, rowmap, colmap, left, self.kxj * cn, self.kxw, self.kyi,
-                self.kyw, self.kh, self.kw, self.post, self.p0, self.p1, self.scale, o, nchunks)
-        elif self.mode == "sum16":
-            K.corr2d16[self.narrow, par](
-                src, W, cn, gray, rowmap, colmap, left, self.rstart, self.tj * cn, self.tk,
-                self.kh, self.kw, o, nchunks)
-        elif self.mode == "u8float":
-            (K.corr2d_u8float_par if par else K.corr2d_u8float_ser)(
-                src, W, cn, gray, rowmap, colmap, left, self.ti, self.tj, self.tk, self.kh, self.kw,
-                o, nchunks)
+            ks, args = (K.to_gray_ser, K.to_gray_par), (W, u8)
         else:
-            (K.corr2d_par if par else K.corr2d_ser)(
-                src, W, cn, gray, u8, rowmap, colmap, left, self.rstart, self.tj * cn, self.tk,
-                self.kh, self.kw, o, nchunks)
-        return out
+            top, left = self.kh // 2, self.kw // 2
+            rowmap = _border_map(H, top, self.kh - 1 - top, border)
+            colmap = _border_map(W, left, self.kw - 1 - left, border)
+            if self.kind == "k3":
+                t = "int16" if u8 else "float32"
+                ks = (K.k3[t, False], K.k3[t, True])
+                args = (W, cn, gray, rowmap, colmap, self.w3, self.post, self.p0, self.p1, u8)
+            elif self.kind == "gradient":
+                ks = (K.gradient_ser, K.gradient_par)
+                args = (W, cn, gray, u8, rowmap, colmap, left, self.ka, self.kb,
+                        self.name == "gradient_magnitude")
+            elif self.kind == "sep" and self.narrow:
+                ks = (K.sep16[self.narrow, False], K.sep16[self.narrow, True])
+                args = (W, cn, gray, rowmap, colmap, left, self.kxj * cn, self.kxw, self.kyi,
+                        self.kyw, self.kh, self.kw, self.post, self.p0, self.p1)
+            elif self.kind == "sep":
+                ks = (K.sep_ser, K.sep_par)
+                args = (W, cn, gray, u8, rowmap, colmap, left, self.kxj * cn, self.kxw, self.kyi,
+                        self.kyw, self.kh, self.kw, self.post, self.p0, self.p1, self.scale)
+            elif self.mode == "sum16":
+                ks = (K.corr2d16[self.narrow, False], K.corr2d16[self.narrow, True])
+                args = (W, cn, gray, rowmap, colmap, left, self.rstart, self.tj * cn, self.tk,
+                        self.kh, self.kw)
+            elif self.mode == "u8float":
+                ks = (K.corr2d_u8float_ser, K.corr2d_u8float_par)
+                args = (W, cn, gray, rowmap, colmap, left, self.ti, self.tj, self.tk, self.kh, self.kw)
+            else:
+                ks = (K.corr2d_ser, K.corr2d_par)
+                args = (W, cn, gray, u8, rowmap, colmap, left, self.rstart, self.tj * cn, self.tk,
+                        self.kh, self.kw)
+        ser, parf = ks
+        split = max(1, H // 8)
+
+        def call(image, out):
+            threads = _threads() if big and _parallel[0] else 1
+            if threads > 1:
+                parf(image.reshape(H, -1), *args, out.reshape(H, -1), min(split, threads))
+            else:
+                ser(image.reshape(H, -1), *args, out.reshape(H, -1), 1)
+            return out
+        return call
+
+    def run(self, image, border, gray, out):
+        return self.bind(image, border, gray)(image, out)
 
 
 _PARALLEL_MIN = 1 << 15  # elements; below this one thread beats waking the pool
@@ -493,6 +514,24 @@ def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **pa
     gray: the input is BGR (H, W, 3); convert it to gray inside the same pass (fused, like
     cv2.cvtColor BGR2GRAY followed by the filter) and return (H, W).
     """
+    # Fast path: a call like one already validated (same filter, parameters, border, image shape
+    # and dtype) reuses its bound kernel call; only the image and out checks that the key does not
+    # cover run here. Anything unusual falls through to the full validation below.
+    key = None
+    if type(name_or_kernel) is str and type(image) is np.ndarray:
+        try:
+            key = (name_or_kernel, border, bool(gray), _fast_params(params), image.shape,
+                   image.dtype.char)
+            fast = _FAST.get(key)
+        except TypeError:  # unhashable or unusual parameters
+            key = fast = None
+        if fast is not None and image.flags.c_contiguous:
+            shape, odt, call = fast
+            if out is None:
+                return call(image, np.empty(shape, odt))
+            if (type(out) is np.ndarray and out.shape == shape and out.dtype == odt
+                    and out.flags.c_contiguous and not np.may_share_memory(out, image)):
+                return call(image, out)
     op = "filters.apply"
     _image(op, image, gray)
     bcode = _border(op, border)
@@ -501,10 +540,36 @@ def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **pa
         raise ValueError(f"{op}: filter 'gray' needs a BGR image (H, W, 3), got shape {image.shape}")
     plan = _plan(op, name, p, image.dtype == np.uint8)
     shape = plan.out_shape(image, gray)
-    out = check_out(op, "out", out, shape, np.uint8 if plan.out_u8 else np.float32)
+    odt = np.dtype(np.uint8 if plan.out_u8 else np.float32)
+    out = check_out(op, "out", out, shape, odt)
     if out is image or np.may_share_memory(out, image):
         raise ValueError(f"{op}: out must not overlap image (filters read neighbours), shape {shape}")
-    return plan.run(image, bcode, gray, out)
+    call = plan.bind(image, bcode, gray)
+    if key is not None:
+        if len(_FAST) > 256:
+            _FAST.clear()
+        _FAST[key] = (shape, odt, call)
+    return call(image, out)
+
+
+_FAST = {}  # (name, border, gray, params, shape, dtype) -> (out shape, out dtype, bound call)
+
+
+def _fast_params(params):
+    """Hashable, type-exact form of simple parameters (5 and 5.0 or True must not share a key:
+    only one of them passes validation); TypeError for anything else (takes the full path)."""
+    if not params:
+        return ()
+    items = []
+    for k, v in params.items():
+        t = type(v)
+        if t is int or t is float or t is str:
+            items.append((k, t, v))
+        elif t is tuple and all(type(e) is int or type(e) is float for e in v):
+            items.append((k, tuple(map(type, v)), v))
+        else:
+            raise TypeError(k)
+    return tuple(items)
 
 
 # ------------------------------------------------------------------------------- FilterChain
