@@ -141,6 +141,7 @@ def write(path, kind, version, tree):
                     np.lib.format.write_array(buf, arr, allow_pickle=False)
                     zf.writestr(name, buf.getvalue())
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask()) if hasattr(os, "fchmod") else None
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -151,6 +152,13 @@ def write(path, kind, version, tree):
         raise
     _fsync_dir(directory)
     return path
+
+
+def _umask():
+    """The process umask (mkstemp creates 0600 files; the final file gets the usual 0666 & ~umask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory):

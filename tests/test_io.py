@@ -147,6 +147,9 @@ def test_file_has_no_pickle_and_expected_layout(saved):
 def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     path = tmp_path / "m.ecnn"
     eio.save(path, tiny_model(1), preprocessing())
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask      # not mkstemp's 0600
     before = path.read_bytes()
 
     def boom(*a, **k):
