@@ -120,7 +120,8 @@ def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, aug
         click.echo(format_confusion(result.confusion))
         click.echo(f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f})")
     status = "" if result.status == "completed" else f" ({result.status.replace('_', ' ')})"
-    click.echo(f"{len(result.history)} epochs{status} in {wall:.1f}s wall: JIT warm-up {result.warmup_seconds:.1f}s, "
+    n = len(result.history)
+    click.echo(f"{n} epoch{'' if n == 1 else 's'}{status} in {wall:.1f}s wall: JIT warm-up {result.warmup_seconds:.1f}s, "
                f"training {result.train_seconds:.1f}s, {result.threads} threads")
     click.echo(f"saved {output}  (run log and checkpoint in {run_dir})")
 
