@@ -420,6 +420,66 @@ def _sep16(src, W, cn, gray, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh, kw, p
             _col_post16(out[y], acc, ring, sl, kyw, WC, post, p0, p1)
 
 
+def _sep5(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh, kw, post, p0, p1,
+          scale, out, nchunks):
+    """Separable filters up to 5x5 in two loops per row: the row pass (five taps, unused ones
+    weight 0 at offset 0) writes one ring line, the column pass over five ring lines writes the
+    output with its rounding rule fused in. Every loop runs over all W*cn values of a padded row.
+    NARROW is int16/uint16 for uint8 inputs whose partial sums fit, float32 for float32 inputs
+    (then the output is sum * scale)."""
+    H = out.shape[0]
+    L = (W + kw - 1) * cn
+    WC = W * cn
+    x0, x1, x2, x3, x4 = NARROW(kxw[0]), NARROW(kxw[1]), NARROW(kxw[2]), NARROW(kxw[3]), NARROW(kxw[4])
+    o0, o1, o2, o3, o4 = kxo[0], kxo[1], kxo[2], kxo[3], kxo[4]
+    v0, v1, v2, v3, v4 = NARROW(kyw[0]), NARROW(kyw[1]), NARROW(kyw[2]), NARROW(kyw[3]), NARROW(kyw[4])
+    for c in prange(nchunks):
+        y0, y1 = _chunk(c, nchunks, H)
+        buf = np.empty(L, src.dtype)
+        ring = np.empty((kh, WC), NARROW)
+        for p in range(y0, y1 + kh - 1):
+            r = rowmap[p]
+            rr = ring[p % kh]
+            if r < 0:
+                rr[:] = 0
+            else:
+                load_row(src, r, colmap, left, W, cn, gray, is_u8, buf)
+                b0, b1, b2 = buf[o0:o0 + WC], buf[o1:o1 + WC], buf[o2:o2 + WC]
+                b3, b4 = buf[o3:o3 + WC], buf[o4:o4 + WC]
+                for x in range(WC):
+                    rr[x] = NARROW(x0 * NARROW(b0[x]) + x1 * NARROW(b1[x]) + x2 * NARROW(b2[x])
+                                   + x3 * NARROW(b3[x]) + x4 * NARROW(b4[x]))
+            y = p - (kh - 1)
+            if y < y0:
+                continue
+            r0, r1, r2 = ring[(y + kyi[0]) % kh], ring[(y + kyi[1]) % kh], ring[(y + kyi[2]) % kh]
+            r3, r4 = ring[(y + kyi[3]) % kh], ring[(y + kyi[4]) % kh]
+            o = out[y]
+            if not is_u8:
+                for x in range(WC):
+                    o[x] = (v0 * r0[x] + v1 * r1[x] + v2 * r2[x] + v3 * r3[x] + v4 * r4[x]) * scale
+            elif post == POST_SATURATE:
+                for x in range(WC):
+                    v = NARROW(v0 * r0[x] + v1 * r1[x] + v2 * r2[x] + v3 * r3[x] + v4 * r4[x])
+                    o[x] = min(max(v, NARROW(0)), NARROW(255))
+            elif post == POST_SHIFT:
+                rnd = LANE(p0)  # LANE: NARROW for the integer variants (int32 in the float one)
+                for x in range(WC):
+                    v = LANE(v0 * r0[x] + v1 * r1[x] + v2 * r2[x] + v3 * r3[x] + v4 * r4[x])
+                    o[x] = LANE(v + rnd) >> LANE(p1)
+            elif post == POST_GAUSS_Q16:
+                q = np.int32(p1)
+                for x in range(WC):
+                    v = NARROW(v0 * r0[x] + v1 * r1[x] + v2 * r2[x] + v3 * r3[x] + v4 * r4[x])
+                    o[x] = (np.int32(v) * q + np.int32(32768)) >> 16
+            else:  # POST_BOX_DIV; (s + p0) * p1 < 2**31 for areas <= 256
+                dl = np.uint32(p0)
+                mul = np.uint32(p1)
+                for x in range(WC):
+                    v = NARROW(v0 * r0[x] + v1 * r1[x] + v2 * r2[x] + v3 * r3[x] + v4 * r4[x])
+                    o[x] = np.uint32((np.uint32(v) + dl) * mul) >> 23
+
+
 def _corr2d16(src, W, cn, gray, rowmap, colmap, left, rstart, offs, w, kh, kw, out, nchunks):
     """uint8 2-D integer kernels whose partial sums fit int16 (Laplacians, sharpen): exact."""
     H = out.shape[0]
@@ -629,5 +689,8 @@ sep16 = {(t.__name__, par): _compile(_sep16, par, "_" + t.__name__, NARROW=t, _c
          for t in (np.int16, np.uint16) for par in (True, False)}
 corr2d16 = {(t.__name__, par): _compile(_corr2d16, par, "_" + t.__name__, NARROW=t)
             for t in (np.int16, np.uint16) for par in (True, False)}
+sep5 = {(t.__name__, par): _compile(_sep5, par, "_" + t.__name__, NARROW=t,
+                                    LANE=np.int32 if t is np.float32 else t)
+        for t in (np.int16, np.uint16, np.float32) for par in (True, False)}
 k3 = {(t.__name__, par): _compile(_k3, par, "_" + t.__name__, NARROW=t)
       for t in (np.int16, np.float32) for par in (True, False)}

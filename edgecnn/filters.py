@@ -277,6 +277,7 @@ def _threads():
     return _nthreads[0]()
 
 
+POST_GAUSS, POST_SHIFT = 1, 4  # rounding rules shared with _filter_kernels (POST_GAUSS_Q16, POST_SHIFT)
 _PLANS = {}  # (name, params, is_u8) -> _Plan: resolving kernels costs more than filtering small frames
 _MAPS = {}   # (n, lo, hi, border) -> border index map
 
@@ -403,6 +404,19 @@ class _Plan:
         wdt = np.dtype(self.narrow) if self.narrow else np.float32
         self.kxj, self.kxw = jx.astype(np.int64), kx[jx].astype(wdt)
         self.kyi, self.kyw = iy.astype(np.int64), ky[iy].astype(wdt)
+        if self.kind == "sep" and self.kh <= 5 and self.kw <= 5 and (self.narrow or not self.is_u8):
+            # two fused loops per row; taps padded to five with weight 0 at offset 0
+            self.kind = "sep5"
+            pad = lambda a, n: np.concatenate([a, np.zeros(n - len(a), a.dtype)])  # noqa: E731
+            self.kxj5, self.kxw5 = pad(self.kxj, 5), pad(self.kxw, 5)
+            self.kyi5, self.kyw5 = pad(self.kyi, 5), pad(self.kyw, 5)
+            q = self.p1
+            if self.is_u8 and self.post == POST_GAUSS and q & (q - 1) == 0 and 1 <= q <= 1 << 15:
+                # (v * 2**k + 2**15) >> 16 == (v + 2**(15-k)) >> (16-k), in the narrow lanes
+                sh = 16 - (q.bit_length() - 1)
+                lim = 32767 if self.narrow == "int16" else 65535
+                if np.abs(kx).sum() * np.abs(ky).sum() * 255 + (1 << (sh - 1)) <= lim:
+                    self.post, self.p0, self.p1 = POST_SHIFT, 1 << (sh - 1), sh
 
     def _2d(self, k):
         self.kind = "2d"
@@ -448,6 +462,11 @@ class _Plan:
                 t = "int16" if u8 else "float32"
                 ks = (K.k3[t, False], K.k3[t, True])
                 args = (W, cn, gray, rowmap, colmap, self.w3, self.post, self.p0, self.p1, u8)
+            elif self.kind == "sep5":
+                t = self.narrow or "float32"
+                ks = (K.sep5[t, False], K.sep5[t, True])
+                args = (W, cn, gray, u8, rowmap, colmap, left, self.kxj5 * cn, self.kxw5, self.kyi5,
+                        self.kyw5, self.kh, self.kw, self.post, self.p0, self.p1, self.scale)
             elif self.kind == "gradient":
                 ks = (K.gradient_ser, K.gradient_par)
                 args = (W, cn, gray, u8, rowmap, colmap, left, self.ka, self.kb,
