@@ -277,7 +277,7 @@ def _threads():
     return _nthreads[0]()
 
 
-POST_GAUSS, POST_SHIFT = 1, 4  # rounding rules shared with _filter_kernels (POST_GAUSS_Q16, POST_SHIFT)
+POST_GAUSS, POST_BOX_DIV, POST_SHIFT, POST_MULHI = 1, 2, 4, 5  # rules shared with _filter_kernels
 _PLANS = {}  # (name, params, is_u8) -> _Plan: resolving kernels costs more than filtering small frames
 _MAPS = {}   # (n, lo, hi, border) -> border index map
 
@@ -400,6 +400,7 @@ class _Plan:
                 sh = 16 - (q.bit_length() - 1)
                 if np.abs(w).sum() * 255 + (1 << (sh - 1)) <= 32767:
                     self.post, self.p0, self.p1 = 4, 1 << (sh - 1), sh
+            self._box_mulhi(kx, ky)
         jx, iy = np.nonzero(kx)[0], np.nonzero(ky)[0]
         wdt = np.dtype(self.narrow) if self.narrow else np.float32
         self.kxj, self.kxw = jx.astype(np.int64), kx[jx].astype(wdt)
@@ -417,6 +418,27 @@ class _Plan:
                 lim = 32767 if self.narrow == "int16" else 65535
                 if np.abs(kx).sum() * np.abs(ky).sum() * 255 + (1 << (sh - 1)) <= lim:
                     self.post, self.p0, self.p1 = POST_SHIFT, 1 << (sh - 1), sh
+            self._box_mulhi(kx, ky)
+
+    def _box_mulhi(self, kx, ky):
+        """OpenCV's box division ((s + p0) * p1) >> 23 as ((s + c) * m >> 16) >> k with 16-bit c
+        and m, when some (c, m, k) equals it for every possible sum s (checked exhaustively here):
+        the kernels then stay in 16/32-bit lanes instead of 64-bit ones."""
+        if not (self.is_u8 and self.post == POST_BOX_DIV):
+            return
+        area = int(round(kx.sum() * ky.sum()))
+        smax = 255 * area
+        s = np.arange(smax + 1, dtype=np.int64)
+        want = ((s + self.p0) * self.p1) >> 23
+        for k in range(15, -1, -1):
+            mc = int(round((1 << (16 + k)) / area))
+            for m in (mc, mc + 1, mc - 1):
+                if not 0 < m <= 65535:
+                    continue
+                for c in range(0, min(area + 1, 65535 - smax)):
+                    if np.array_equal((((s + c) * m) >> 16) >> k, want):
+                        self.post, self.p0, self.p1, self.mh = POST_MULHI, c, m, k
+                        return
 
     def _2d(self, k):
         self.kind = "2d"
@@ -461,10 +483,16 @@ class _Plan:
             if self.kind == "k3":
                 t = "int16" if u8 else "float32"
                 ks = (K.k3[t, False], K.k3[t, True])
+                if u8 and self.post in (POST_SHIFT, POST_MULHI):
+                    c = (self.p0, self.p1, getattr(self, "mh", 0))
+                    ks = (K.variant("k3", t, False, *c), K.variant("k3", t, True, *c))
                 args = (W, cn, gray, rowmap, colmap, self.w3, self.post, self.p0, self.p1, u8)
             elif self.kind == "sep5":
                 t = self.narrow or "float32"
                 ks = (K.sep5[t, False], K.sep5[t, True])
+                if u8 and self.post in (POST_SHIFT, POST_MULHI):
+                    c = (self.p0, self.p1, getattr(self, "mh", 0))
+                    ks = (K.variant("sep5", t, False, *c), K.variant("sep5", t, True, *c))
                 args = (W, cn, gray, u8, rowmap, colmap, left, self.kxj5 * cn, self.kxw5, self.kyi5,
                         self.kyw5, self.kh, self.kw, self.post, self.p0, self.p1, self.scale)
             elif self.kind == "gradient":

@@ -316,6 +316,48 @@ def test_validation_errors_name_the_parameter(call, exc, words):
         assert w in msg, f"{w!r} not in {msg!r}"
 
 
+def test_fast_path_still_validates_after_a_cached_call():
+    """apply() caches the bound kernel of a validated call; a later call with the same key but a
+    bad out, a non-contiguous image or a same-valued parameter of another type must still raise."""
+    img = np.zeros((6, 8), np.uint8)
+    F.apply(img, "box", ksize=3, out=np.empty((6, 8), np.uint8))  # now cached
+    F.apply(img, "box", ksize=3)
+    with pytest.raises(TypeError, match="ksize"):
+        F.apply(img, "box", ksize=3.0)
+    with pytest.raises(TypeError, match="out"):
+        F.apply(img, "box", ksize=3, out=np.empty((6, 8), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        F.apply(img, "box", ksize=3, out=np.empty((6, 9), np.uint8))
+    with pytest.raises(ValueError, match="overlap"):
+        F.apply(img, "box", ksize=3, out=img)
+    with pytest.raises(ValueError, match="contiguous"):
+        F.apply(np.zeros((6, 16), np.uint8)[:, ::2], "box", ksize=3)
+
+
+@pytest.mark.parametrize("ksize", [(3, 3), (5, 5), (3, 5), (1, 5), (5, 3)])
+def test_box_uint8_every_window_sum_matches_opencv(ksize):
+    """The uint8 box division runs as a 16-bit multiply-high found at plan time; every window sum
+    0 .. 255*area must round as cv2.blur does (a ramp image of noise reaches all of them)."""
+    rng = np.random.default_rng(sum(ksize))
+    img = rng.integers(0, 256, (64, 512), dtype=np.uint8)
+    img[:32] = np.sort(img[:32], axis=None).reshape(32, 512)  # long runs of equal values
+    img[0, :] = 255
+    img[1:8, :] = 255
+    got = F.apply(img, "box", ksize=ksize)
+    _check(got, cv2.blur(img, ksize[::-1], borderType=cv2.BORDER_REFLECT_101), f"box {ksize}")
+    s = np.arange(255 * ksize[0] * ksize[1] + 1)
+    plan = F._plan("test", "box", {"ksize": ksize}, True)
+    if plan.post == F.POST_MULHI:  # the rule itself, over every sum, against OpenCV's formula
+        area = ksize[0] * ksize[1]
+        mul = (1 << 23) / area
+        dv, ds = int(mul), area // 2
+        if mul - dv < 0.5:
+            ds += 1
+        else:
+            dv += 1
+        assert np.array_equal((((s + plan.p0) * plan.p1) >> 16) >> plan.mh, ((s + ds) * dv) >> 23)
+
+
 # ------------------------------------------------------------------------------------ CLI
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "edgecnn", "filter", *args], capture_output=True,
