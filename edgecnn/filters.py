@@ -394,6 +394,8 @@ class _Plan:
             self.kind = "k3"
             w = np.outer(ky, kx) * (1.0 if self.is_u8 else float(scale))
             self.w3 = w.astype(np.int16 if self.is_u8 else np.float32)
+            # the same taps as (ky, kx) for the two-pass 3x3 kernel (6 multiplies, not 9)
+            self.w3s = np.stack([ky, kx * (1.0 if self.is_u8 else float(scale))]).astype(self.w3.dtype)
             q = self.p1
             if self.is_u8 and post == 1 and q & (q - 1) == 0 and 1 <= q <= 1 << 15:
                 # (v * 2**k + 2**15) >> 16 == (v + 2**(15-k)) >> (16-k), all in int16 lanes
@@ -482,11 +484,14 @@ class _Plan:
             colmap = _border_map(W, left, self.kw - 1 - left, border)
             if self.kind == "k3":
                 t = "int16" if u8 else "float32"
-                ks = (K.k3[t, False], K.k3[t, True])
+                sep = getattr(self, "w3s", None) is not None and _K3SEP[0]
+                kind = "k3sep" if sep else "k3"
+                ks = (K.k3sep[t, False], K.k3sep[t, True]) if sep else (K.k3[t, False], K.k3[t, True])
                 if u8 and self.post in (POST_SHIFT, POST_MULHI):
                     c = (self.p0, self.p1, getattr(self, "mh", 0))
-                    ks = (K.variant("k3", t, False, *c), K.variant("k3", t, True, *c))
-                args = (W, cn, gray, rowmap, colmap, self.w3, self.post, self.p0, self.p1, u8)
+                    ks = (K.variant(kind, t, False, *c), K.variant(kind, t, True, *c))
+                args = (W, cn, gray, rowmap, colmap, self.w3s if sep else self.w3, self.post, self.p0,
+                        self.p1, u8)
             elif self.kind == "sep5":
                 t = self.narrow or "float32"
                 ks = (K.sep5[t, False], K.sep5[t, True])
@@ -534,6 +539,7 @@ class _Plan:
         return self.bind(image, border, gray)(image, out)
 
 
+_K3SEP = [True]  # separable 3x3 kernels as two passes (False: the 9-tap one-pass kernel)
 _PARALLEL_MIN = 1 << 15  # elements; below this one thread beats waking the pool
 _parallel = [True]
 
