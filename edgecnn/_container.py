@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 
 import numpy as np
+from ._fsutil import fsync_dir
 
 MAGIC_ENTRY = "edgecnn"
 DOC_ENTRY = "document.json"
@@ -150,7 +151,7 @@ def write(path, kind, version, tree):
         except OSError:
             pass
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return path
 
 
@@ -159,19 +160,6 @@ def _umask():
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------- reading

@@ -18,6 +18,7 @@ import urllib.request
 
 from ._idx import MNIST_FILES, DataError, read_idx
 from ._version import __version__
+from ._fsutil import fsync_dir
 
 # Tried in this order. Both serve the original gzip files (their uncompressed content is canonical).
 MIRRORS = (
@@ -151,7 +152,7 @@ def _attempt(url, name, dest_dir, target, timeout):
         read_idx(tmp, name)  # header, size and canonical MD5, or DataError
         os.replace(tmp, target)
         tmp = None
-        _fsync_dir(dest_dir)
+        fsync_dir(dest_dir)
         return None
     except _Transient as e:
         return True, str(e)
@@ -166,17 +167,3 @@ def _attempt(url, name, dest_dir, target, timeout):
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
-
-
-def _fsync_dir(path):
-    # Make the rename durable where the platform allows it (POSIX); harmless to skip elsewhere.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
