@@ -69,7 +69,7 @@ def test_random_warps_match_float64_reference(digits, dtype):
 
 
 def test_random_warps_match_opencv(digits):
-    cv2 = pytest.importorskip("cv2")
+    import cv2  # a dependency: a broken install must fail, not skip
     aug = Augment(shift=3, rotate=25, scale=0.2)
     maps = inverse_maps(*aug.draw(32, np.random.default_rng(2)), 28, 28)
     got = _warp(digits, maps)

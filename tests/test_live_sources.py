@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-cv2 = pytest.importorskip("cv2")
+import cv2  # a dependency: a broken install must fail, not skip
 
 from edgecnn.live_sources import (Capture, CameraSource, FrameSource, ImageFolderSource,  # noqa: E402
                                   SourceError, VideoFileSource, open_source)
