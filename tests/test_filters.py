@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-cv2 = pytest.importorskip("cv2")
+import cv2  # a dependency: a broken install must fail, not skip
 from edgecnn import filters as F  # noqa: E402
 
 BORDERS = {"reflect101": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT,
@@ -265,7 +265,8 @@ def test_as_conv_kernels_equals_chain_away_from_borders():
         for i in range(7):
             for j in range(7):
                 got += w[0, c, i, j] * img[i:i + H - 6, j:j + W - 6, c]
-    np.testing.assert_allclose(got, want[3:-3, 3:-3], atol=1e-3 * np.abs(want).max())
+    # float32 chain vs the composed kernel: measured 4.5e-7 of the largest response
+    np.testing.assert_allclose(got, want[3:-3, 3:-3], atol=1e-5 * np.abs(want).max())
     assert F.FilterChain(["sobel_x"]).as_conv_kernels().shape == (1, 1, 3, 3)
     bank = F.bank(["sobel_x", "sobel_y", "gaussian:ksize=5"])
     assert bank.shape == (3, 1, 5, 5) and bank.dtype == np.float32
