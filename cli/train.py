@@ -7,7 +7,7 @@ import click
 
 DEFAULT_OUTPUT = "edgecnn-model.ecnn"
 # Settings a resumed run may change; everything else comes from the checkpoint.
-RESUME_OVERRIDES = ("epochs", "patience", "threads", "data_dir")
+RESUME_OVERRIDES = ("epochs", "patience", "threads", "data_dir", "device")
 
 
 def _default_run_dir(output):
@@ -35,7 +35,9 @@ def _default_run_dir(output):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=DEFAULT_OUTPUT, help="Model file to write.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Checkpoint and JSON-lines log folder [default: OUTPUT without extension + .run].")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", help="Where to train.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              help="Where to train: cuda keeps the whole training step on the GPU (needs the cuda extra); "
+                   "auto picks cuda when a GPU is usable, else cpu.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Kernel threads [default: all cores].")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where its checkpoint stopped.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05,
@@ -55,9 +57,6 @@ def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, aug
     RUN_DIR/checkpoint.ecnn-ckpt, so Ctrl-C (or a crash) loses at most one batch: run the same command
     with --resume to continue.
     """
-    if device != "cpu":
-        raise click.UsageError(f"--device {device}: the CUDA backend is not available in this build yet "
-                               f"(issue 5); train on the CPU with --device cpu (the default)")
     t0 = time.perf_counter()
     from edgecnn import checkpoint as ckpt
     from edgecnn import io as eio
@@ -71,15 +70,16 @@ def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, aug
         if not os.path.exists(path):
             raise click.ClickException(f"--resume: no checkpoint at {path} (is --run-dir/--output the same as "
                                        f"the run you want to continue?)")
-        fixed = sorted(given - set(RESUME_OVERRIDES) - {"resume", "output", "run_dir", "device"})
+        fixed = sorted(given - set(RESUME_OVERRIDES) - {"resume", "output", "run_dir"})
         if fixed:
             opts = ", ".join("--" + f.replace("_", "-") for f in fixed)
             raise click.UsageError(f"--resume continues the run with its saved settings; {opts} cannot be "
-                                   f"changed (only --epochs, --patience, --threads, --data-dir)")
+                                   f"changed (only --epochs, --patience, --threads, --data-dir, --device)")
         try:
             config, _ = Trainer.config_from_checkpoint(
                 path, **{k: v for k, v in dict(epochs=epochs, patience=patience if "patience" in given else None,
-                                               threads=threads, data_dir=data_dir).items()})
+                                               threads=threads, data_dir=data_dir,
+                                               device=device if "device" in given else None).items()})
         except ckpt.CheckpointError as e:
             raise click.ClickException(str(e)) from None
         except TypeError as e:
@@ -93,7 +93,8 @@ def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, aug
         resolved = config.resolved()
     except ValueError as e:
         raise click.UsageError(str(e).replace("TrainConfig: ", "")) from None
-    _announce(resolved, run_dir, resume)
+    where = _device(resolved.device)
+    _announce(resolved, run_dir, resume, where)
     trainer = Trainer(config, run_dir=run_dir)
     try:
         result = trainer.run(resume=resume)
@@ -121,8 +122,9 @@ def command(ctx, model, epochs, batch_size, optimizer, lr, schedule, warmup, aug
         click.echo(f"test accuracy {result.test_accuracy:.2%} (loss {result.test_loss:.4f})")
     status = "" if result.status == "completed" else f" ({result.status.replace('_', ' ')})"
     n = len(result.history)
+    on = f"{result.threads} threads" if result.device == "cpu" else result.device
     click.echo(f"{n} epoch{'' if n == 1 else 's'}{status} in {wall:.1f}s wall: JIT warm-up {result.warmup_seconds:.1f}s, "
-               f"training {result.train_seconds:.1f}s, {result.threads} threads")
+               f"training {result.train_seconds:.1f}s, {on}")
     click.echo(f"saved {output}  (run log and checkpoint in {run_dir})")
 
 
@@ -130,11 +132,24 @@ def _one_line(e):
     return " ".join(str(e).split())
 
 
-def _announce(c, run_dir, resume):
+def _device(name):
+    """'cpu' / 'cuda' with how it was chosen, for the run header; one clear error line when cuda cannot
+    run here (the message names the cause and the fix)."""
+    from edgecnn.device import CudaUnavailableError, resolve
+    try:
+        got = resolve(name, what=f"--device {name}")
+    except CudaUnavailableError as e:
+        raise click.ClickException(_one_line(e)) from None
+    if name == "auto":
+        return f"{got} (auto: {'a CUDA GPU is usable' if got == 'cuda' else 'no usable CUDA GPU'})"
+    return got
+
+
+def _announce(c, run_dir, resume, where="cpu"):
     what = "resuming" if resume else "training"
     model = c.model if isinstance(c.model, str) else "custom model"
-    click.echo(f"{what} {model}: {c.epochs} epochs, batch {c.batch_size}, {c.optimizer} lr {c.lr:g} {c.schedule}"
-               f"{f' warm-up {c.warmup:g} ep' if c.warmup else ''}, augment {'on' if c.augment else 'off'}, "
+    click.echo(f"{what} {model} on {where}: {c.epochs} epochs, batch {c.batch_size}, {c.optimizer} lr {c.lr:g} "
+               f"{c.schedule}{f' warm-up {c.warmup:g} ep' if c.warmup else ''}, augment {'on' if c.augment else 'off'}, "
                f"seed {c.seed}, val {c.val_fraction:g}{f', limit {c.limit}' if c.limit else ''}; run dir {run_dir}",
                err=True)
     sys.stderr.flush()

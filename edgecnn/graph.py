@@ -4,6 +4,10 @@
   the layer and the shapes) and creates the parameters from a seeded generator.
 * Planning (first ``forward`` at a batch size) allocates every activation, gradient and workspace
   buffer once; the plan is cached per batch size, so a training step allocates none of them.
+* Devices: ``model.to("cuda")`` moves parameters and gradients to the GPU; plans then allocate there,
+  so parameters, activations, gradients (and the optimizer's state) stay on the device for a whole
+  training step. Host batches are copied into a planned input buffer; ``predict`` and ``state_dict``
+  return NumPy arrays. The device is decided once per plan: the CPU path calls NumPy directly.
 * Backward walks the order in reverse. Where a tensor fans out, the first consumer (in backward order)
   writes its gradient buffer and the others write a scratch buffer that is then added in. Layers whose
   inputs need no gradient (the first layer) skip the input gradient.
@@ -13,6 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import device as D
 from . import layers as L
 from .kernels import _common as C
 
@@ -80,6 +85,8 @@ class _Plan:
         nodes, shapes, req = model._nodes, model._shapes, model._requires_grad
         self._model = model
         self.batch = batch
+        self.dev = dev = model._dev
+        self.x_in = self.labels = None  # device path: where host batches and labels are copied in
         self.y = [None] * len(shapes)
         self.g = None
         self.gx = self.accum = None
@@ -87,14 +94,16 @@ class _Plan:
         self.training = False
         for node in nodes:
             if not node.layer.view_output:  # Flatten / linear / inference Dropout return views
-                self.y[node.out] = np.empty((batch,) + shapes[node.out], np.float32)
-        self.ws = [node.layer.workspace([shapes[t] for t in node.ins], batch, [req[t] for t in node.ins])
+                self.y[node.out] = dev.empty((batch,) + shapes[node.out])
+        self.ws = [node.layer.workspace([shapes[t] for t in node.ins], batch, [req[t] for t in node.ins], dev)
                    for node in nodes]
+        for ws in self.ws:
+            ws["dev"] = dev
 
     def ensure_grads(self):
         if self.g is not None:
             return
-        model, batch = self._model, self.batch
+        model, batch, dev = self._model, self.batch, self.dev
         nodes, shapes, req = model._nodes, model._shapes, model._requires_grad
         g = [None] * len(shapes)
         # 1. backward order: which consumer edge writes a tensor's gradient buffer first
@@ -113,7 +122,7 @@ class _Plan:
                     g[o] = g[t].reshape((batch,) + shapes[o])
                     self.ws[k]["aliased"] = True
                 else:
-                    g[o] = np.empty((batch,) + shapes[o], np.float32)
+                    g[o] = dev.empty((batch,) + shapes[o])
         # 3. where each node's input gradients go; scratch buffers for the extra fan-out edges
         gx_all, acc_all = [], []
         for k, node in enumerate(nodes):
@@ -124,25 +133,56 @@ class _Plan:
                 elif first.get((k, j)):
                     gxs.append(g[t])
                 else:
-                    s = np.empty((batch,) + shapes[t], np.float32)
+                    s = dev.empty((batch,) + shapes[t])
                     gxs.append(s)
                     acc.append((g[t], s))
             gx_all.append(gxs)
             acc_all.append(acc)
         out = nodes[-1].out
         if g[out] is None:  # nothing trainable: still give the loss somewhere to write
-            g[out] = np.empty((batch,) + shapes[out], np.float32)
+            g[out] = dev.empty((batch,) + shapes[out])
         self.gx, self.accum, self.g = gx_all, acc_all, g
+
+    def input_buffer(self):
+        if self.x_in is None:
+            self.x_in = self.dev.empty((self.batch,) + self._model.input_shape)
+        return self.x_in
+
+    def label_buffer(self):
+        if self.labels is None:
+            self.labels = self.dev.empty((self.batch,), np.int32)
+        return self.labels
+
+    def buffers(self):
+        """Every planned array (activations, gradients, scratch, workspace, input and label buffers)."""
+        out = [a for a in self.y + (self.g or []) + [self.x_in, self.labels] if a is not None]
+        out += [g for gx in self.gx or [] for g in gx if g is not None]
+        out += [v for ws in self.ws for v in ws.values() if _is_array(v)]
+        return out
 
     def nbytes(self):
         seen, total = set(), 0
-        for arrs in (self.y, self.g or [], *[[g for g in gx if g is not None] for gx in self.gx or []],
-                     *[[v for v in ws.values() if isinstance(v, np.ndarray)] for ws in self.ws]):
-            for a in arrs:
-                if a is not None and a.base is None and id(a) not in seen:
-                    seen.add(id(a))
-                    total += a.nbytes
+        for a in self.buffers():
+            key = _memory_of(a)
+            if key is not None and key not in seen:
+                seen.add(key)
+                total += a.nbytes
         return total
+
+
+def _is_array(v):
+    return isinstance(v, np.ndarray) or C.is_device_array(v)
+
+
+def _memory_of(a):
+    """A key for the allocation ``a`` owns, None for a view (so nbytes counts each buffer once)."""
+    if isinstance(a, np.ndarray):
+        return id(a) if a.base is None else None
+    gpu = getattr(a, "gpu_data", None)  # numba: views share the allocation object
+    if gpu is not None:
+        return id(gpu)
+    ary = getattr(a, "_ary", a)  # the simulator wraps a NumPy array
+    return id(ary if getattr(ary, "base", None) is None else ary.base)
 
 
 class Model:
@@ -169,6 +209,7 @@ class Model:
         self._build_graph(inputs, outputs)
         self._plans = OrderedDict()
         self._last = None
+        self._dev = D.CPU
         self._dropout_counter = 0
         self._dropout_seed = int(seed)
 
@@ -284,14 +325,48 @@ class Model:
         self._plans.clear()
         self._last = None
 
+    # -- devices -----------------------------------------------------------------------------------------
+    @property
+    def device(self):
+        """'cpu' or 'cuda': where the parameters and the planned buffers live."""
+        return self._dev.name
+
+    def to(self, device):
+        """Move parameters and gradients to ``device`` ("cpu", "cuda" or "auto", see edgecnn.device);
+        returns the model. Buffers are planned again on the new device. Optimizers made earlier follow
+        their parameters at their next step (their state moves with them)."""
+        dev = D.get(device)
+        if dev is self._dev:
+            return self
+        for prm in self.parameters():
+            value = self._dev.to_host(prm.value)
+            prm.value = dev.from_host(value)
+            if prm.grad is not None:
+                prm.grad = dev.from_host(self._dev.to_host(prm.grad))
+        self.release_buffers()
+        self._dev = dev
+        return self
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
     def _check_x(self, x, where):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"Model.{where}: x must be a NumPy array, got {type(x).__name__}")
+        dev = self._dev
+        on_device = not isinstance(x, np.ndarray)
+        if on_device and not (dev.is_cuda and dev.owns(x)):
+            raise TypeError(f"Model.{where}: x must be a NumPy array{' or a CUDA device array' * dev.is_cuda}"
+                            f", got {type(x).__name__}" + ("" if dev.is_cuda or not C.is_device_array(x) else
+                                                           "; the model is on the cpu: call model.to('cuda')"))
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape or x.shape[0] < 1:
             raise ValueError(f"Model.{where}: x must have shape (N, {', '.join(map(str, self.input_shape))}) "
                              f"with N >= 1, got {tuple(x.shape)}")
         if x.dtype != np.float32:
             raise TypeError(f"Model.{where}: x must be float32, got {x.dtype} with shape {tuple(x.shape)}")
+        if on_device:
+            return C.check_array(f"Model.{where}", "x", x)  # contiguity: no implicit device copies
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
     # -- running -----------------------------------------------------------------------------------------
@@ -300,6 +375,9 @@ class Model:
         overwritten by the next forward at the same batch size: copy it to keep it."""
         x = self._check_x(x, "forward")
         p = self.plan(x.shape[0])
+        if p.dev.is_cuda and isinstance(x, np.ndarray):  # a host batch goes into the planned buffer
+            p.dev.put(p.input_buffer(), x)
+            x = p.x_in
         vals = p.vals
         vals[0] = x
         if training:
@@ -327,35 +405,52 @@ class Model:
             raise RuntimeError("Model.backward: call forward(x, training=True) first")
         out = self._nodes[-1].out
         p.ensure_grads()
-        if not isinstance(gy, np.ndarray) or gy.dtype != np.float32 or gy.shape != p.g[out].shape:
+        host = isinstance(gy, np.ndarray)
+        if not (host or p.dev.owns(gy)) or gy.dtype != np.float32 or tuple(gy.shape) != p.g[out].shape:
             raise ValueError(f"Model.backward: gy must be float32 with shape {p.g[out].shape} (the last "
-                             f"forward's output), got {getattr(gy, 'dtype', type(gy).__name__)} "
-                             f"{getattr(gy, 'shape', '')}")
-        np.copyto(p.g[out], gy)
+                             f"forward's output) on the host or the model's device ({p.dev.name}), got "
+                             f"{getattr(gy, 'dtype', type(gy).__name__)} {getattr(gy, 'shape', '')}")
+        if host and p.dev.is_cuda:
+            p.dev.put(p.g[out], gy)
+        else:
+            p.dev.copyto(p.g[out], gy)
         self._backward(p)
 
     def _backward(self, p):
-        nodes, vals, req = self._nodes, p.vals, self._requires_grad
+        nodes, vals, req, add = self._nodes, p.vals, self._requires_grad, p.dev.add
         for k in range(len(nodes) - 1, -1, -1):
             node = nodes[k]
             if not req[node.out]:
                 continue
             node.layer.bwd(p.g[node.out], [vals[t] for t in node.ins], vals[node.out], p.ws[k], p.gx[k])
             for g, s in p.accum[k]:
-                np.add(g, s, out=g)
+                add(g, s, g)
 
     def train_step(self, x, labels):
-        """forward(training=True) + softmax cross-entropy + backward. Returns (loss, logits)."""
+        """forward(training=True) + softmax cross-entropy + backward. Returns (loss, logits): the loss
+        as a Python float, the logits as the model's buffer (a device array on CUDA)."""
         from .kernels import softmax_cross_entropy
         logits = self.forward(x, training=True)
         if logits.ndim != 2:
             raise ValueError(f"Model.train_step: needs (N, K) logits, the model outputs {logits.shape}")
-        labels = np.asarray(labels)
-        if labels.dtype not in (np.int32, np.int64):
-            labels = labels.astype(np.int32)
-        if labels.shape != (x.shape[0],):
-            raise ValueError(f"Model.train_step: labels must have shape ({x.shape[0]},), got {labels.shape}")
         p = self._last
+        if p.dev.is_cuda and p.dev.owns(labels):
+            if np.dtype(labels.dtype) != np.int32:
+                raise TypeError(f"Model.train_step: device labels must be int32, got {np.dtype(labels.dtype)}")
+        else:
+            labels = np.asarray(labels)
+            if labels.dtype not in (np.int32, np.int64) or p.dev.is_cuda:
+                labels = labels.astype(np.int32, copy=False)
+        if tuple(labels.shape) != (x.shape[0],):
+            raise ValueError(f"Model.train_step: labels must have shape ({x.shape[0]},), got "
+                             f"{tuple(labels.shape)}")
+        if p.dev.is_cuda and isinstance(labels, np.ndarray):
+            k = logits.shape[1]  # checked here: the device kernel only sees a NaN loss
+            if labels.min() < 0 or labels.max() >= k:
+                raise ValueError(f"Model.train_step: labels must be in [0, {k}), got values from "
+                                 f"{labels.min()} to {labels.max()}")
+            p.dev.put(p.label_buffer(), labels)
+            labels = p.labels
         p.ensure_grads()
         loss, _ = softmax_cross_entropy(logits, labels, grad=p.g[self._nodes[-1].out])
         self._backward(p)
@@ -367,13 +462,19 @@ class Model:
         C.as_int("Model.predict", "batch_size", batch_size, 1)
         n = x.shape[0]
         out = np.empty((n,) + self.output_shape, np.float32)
+        dev = self._dev
         for i in range(0, n, batch_size):
-            out[i:i + batch_size] = self.forward(x[i:i + batch_size], training=False)
+            y = self.forward(x[i:i + batch_size], training=False)
+            if dev.is_cuda:
+                dev.to_host(y, out[i:i + batch_size])  # rows of a C-contiguous array: contiguous
+            else:
+                out[i:i + batch_size] = y
         return out
 
     # -- state -------------------------------------------------------------------------------------------
     def state_dict(self):
-        return {p.name: p.value.copy() for p in self.parameters()}
+        """{parameter name: float32 NumPy copy}, wherever the model lives."""
+        return {p.name: self._dev.to_host(p.value) for p in self.parameters()}
 
     def load_state_dict(self, d):
         """Copy arrays into the parameters in place (optimizers keep their references)."""
@@ -390,13 +491,13 @@ class Model:
             if not isinstance(a, np.ndarray) or a.dtype != np.float32:
                 raise TypeError(f"Model.load_state_dict: {name} must be a float32 array, got "
                                 f"{getattr(a, 'dtype', type(a).__name__)}")
-            if a.shape != p.value.shape:
-                raise ValueError(f"Model.load_state_dict: {name} must have shape {p.value.shape}, "
+            if a.shape != tuple(p.value.shape):
+                raise ValueError(f"Model.load_state_dict: {name} must have shape {tuple(p.value.shape)}, "
                                  f"got {a.shape}")
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"Model.load_state_dict: {name} holds NaN or infinite values")
         for name, p in params.items():
-            np.copyto(p.value, d[name])
+            self._dev.put(p.value, d[name])
 
     def seed(self, seed):
         """Reseed the dropout masks (parameter initialisation is fixed at construction)."""

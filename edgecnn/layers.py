@@ -4,8 +4,10 @@ Every layer has two faces:
 
 * the contract's standalone API, which allocates: ``out_shape(in_shapes)``, ``forward(xs, training)
   -> (y, ctx)``, ``backward(gy, ctx) -> gxs``, ``get_config()``;
-* the executor's API, which never allocates: ``workspace(in_shapes, batch, need_gx)`` returns the
-  layer's scratch buffers once per batch size, ``fwd(xs, y, ws, training) -> y`` writes into the
+* the executor's API, which never allocates: ``workspace(in_shapes, batch, need_gx, dev)`` returns the
+  layer's scratch buffers once per batch size, allocated on ``dev`` (an ``edgecnn.device.Device``; the
+  executor also puts it in the workspace as ``ws["dev"]`` for the few copies and adds layers make),
+  ``fwd(xs, y, ws, training) -> y`` writes into the
   planned output ``y`` (or returns a view of its input, see ``view_output``), and ``bwd(gy, xs, y, ws,
   gxs)`` writes input gradients into ``gxs`` (None where not needed) and parameter gradients into
   each ``Parameter.grad``. ``bwd`` may overwrite ``gy`` (fused activations back-propagate in place).
@@ -17,6 +19,7 @@ import math
 import numpy as np
 
 from . import kernels as K
+from .device import CPU
 from .kernels import _common as C
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "linear")
@@ -158,10 +161,10 @@ class Layer:
         return Parameter(f"{self.name or type(self).__name__.lower()}/{suffix}", value, trainable)
 
     # -- executor hooks ------------------------------------------------------------------------
-    def workspace(self, in_shapes, batch, need_gx):
+    def workspace(self, in_shapes, batch, need_gx, dev=CPU):
         ws = {}
         if self.activation is not None and self.activation not in _SIGN_ACTIVATIONS:
-            ws["z"] = np.empty((batch,) + self.shape, np.float32)
+            ws["z"] = dev.empty((batch,) + self.shape)
         return ws
 
     def _pre(self, y, ws):
@@ -199,6 +202,7 @@ class Layer:
         batch = xs[0].shape[0]
         y = np.empty((batch,) + self.shape, np.float32)
         ws = self.workspace(in_shapes, batch, [True] * len(xs))
+        ws["dev"] = CPU
         ws["seed"] = getattr(self, "seed", None) or 0
         y = self.fwd(xs, y, ws, training)
         return y, (xs, y, ws)
@@ -385,10 +389,10 @@ class FixedFilter(Conv2D):
         w = np.ascontiguousarray(np.tile(self.bank, (in_shapes[0][0], 1, 1))[:, None])
         return [self._param("kernel", w, trainable=False)]
 
-    def workspace(self, in_shapes, batch, need_gx):
-        ws = super().workspace(in_shapes, batch, need_gx)
+    def workspace(self, in_shapes, batch, need_gx, dev=CPU):
+        ws = super().workspace(in_shapes, batch, need_gx, dev)
         if need_gx[0]:
-            ws["gw"] = np.empty_like(self.params[0].value)
+            ws["gw"] = dev.empty(self.params[0].value.shape)
         return ws
 
     def bwd(self, gy, xs, y, ws, gxs):
@@ -434,8 +438,8 @@ class _Pool2D(Layer):
 
 
 class MaxPool2D(_Pool2D):
-    def workspace(self, in_shapes, batch, need_gx):
-        return {"argmax": np.empty((batch,) + self.shape, np.int32)}
+    def workspace(self, in_shapes, batch, need_gx, dev=CPU):
+        return {"argmax": dev.empty((batch,) + self.shape, np.int32)}
 
     def fwd(self, xs, y, ws, training):
         K.max_pool2d_forward(xs[0], out=y, argmax=ws["argmax"], **self._kw())
@@ -555,7 +559,7 @@ class Flatten(Layer):
 
     def bwd(self, gy, xs, y, ws, gxs):
         if gxs[0] is not None and not ws.get("aliased"):
-            np.copyto(gxs[0].reshape(gy.shape), gy)
+            ws["dev"].copyto(gxs[0].reshape(gy.shape), gy)
 
 
 class Dropout(Layer):
@@ -571,8 +575,8 @@ class Dropout(Layer):
     def out_shape(self, in_shapes):
         return in_shapes[0]
 
-    def workspace(self, in_shapes, batch, need_gx):
-        return {"mask": np.empty((batch,) + self.shape, np.uint8), "training": False, "seed": 0}
+    def workspace(self, in_shapes, batch, need_gx, dev=CPU):
+        return {"mask": dev.empty((batch,) + self.shape, np.uint8), "training": False, "seed": 0}
 
     def fwd(self, xs, y, ws, training):
         ws["training"] = bool(training) and self.rate > 0.0
@@ -587,7 +591,7 @@ class Dropout(Layer):
         if ws["training"]:
             K.dropout_backward(gy, ws["mask"], self.rate, gx=gxs[0])
         else:
-            np.copyto(gxs[0], gy)
+            ws["dev"].copyto(gxs[0], gy)
 
     def _config(self):
         return dict(rate=self.rate, seed=self.seed)
@@ -618,12 +622,12 @@ class BatchNorm2D(Layer):
                 self._param("running_mean", np.zeros(c, np.float32), trainable=False),
                 self._param("running_var", np.ones(c, np.float32), trainable=False)]
 
-    def workspace(self, in_shapes, batch, need_gx):
-        ws = super().workspace(in_shapes, batch, need_gx)
+    def workspace(self, in_shapes, batch, need_gx, dev=CPU):
+        ws = super().workspace(in_shapes, batch, need_gx, dev)
         c = self.shape[0]
-        ws.update(save_mean=np.empty(c, np.float32), save_invstd=np.empty(c, np.float32), training=False)
+        ws.update(save_mean=dev.empty((c,)), save_invstd=dev.empty((c,)), training=False)
         if not need_gx[0]:
-            ws["gx"] = np.empty((batch,) + self.shape, np.float32)
+            ws["gx"] = dev.empty((batch,) + self.shape)
         return ws
 
     @staticmethod
@@ -665,7 +669,7 @@ class Activation(Layer):
             self._need_rank(in_shapes, (1,), f"a 2-D input (N, K) for {self.activation}")
         return in_shapes[0]
 
-    def workspace(self, in_shapes, batch, need_gx):
+    def workspace(self, in_shapes, batch, need_gx, dev=CPU):
         return {}
 
     def fwd(self, xs, y, ws, training):
@@ -679,7 +683,7 @@ class Activation(Layer):
             return
         if self.activation is None:
             if not ws.get("aliased"):
-                np.copyto(gxs[0], gy)
+                ws["dev"].copyto(gxs[0], gy)
         else:
             _act_backward(self.activation, gy, xs[0], y, gxs[0], self.alpha)
 
@@ -706,17 +710,18 @@ class Add(Layer):
         return in_shapes[0]
 
     def fwd(self, xs, y, ws, training):
-        z = self._pre(y, ws)
-        np.add(xs[0], xs[1], out=z)
+        z, dev = self._pre(y, ws), ws["dev"]
+        dev.add(xs[0], xs[1], z)
         for x in xs[2:]:
-            np.add(z, x, out=z)
+            dev.add(z, x, z)
         return self._finish(y, ws)
 
     def bwd(self, gy, xs, y, ws, gxs):
         self._unfinish(gy, y, ws)
+        copyto = ws["dev"].copyto
         for gx in gxs:
             if gx is not None:
-                np.copyto(gx, gy)
+                copyto(gx, gy)
 
     def _config(self):
         return dict(activation=self.activation)
@@ -750,8 +755,15 @@ class Concatenate(Layer):
         s[a - 1] = sum(t[a - 1] for t in in_shapes)
         return tuple(s)
 
-    def workspace(self, in_shapes, batch, need_gx):
+    def workspace(self, in_shapes, batch, need_gx, dev=CPU):
         a = self._ax(len(in_shapes[0]))
+        if dev.is_cuda:
+            # device arrays have no slice assignment: view every tensor as (outer, C_axis, inner) and
+            # use the channel-block copy kernels
+            outer = batch * int(np.prod(in_shapes[0][:a - 1], dtype=np.int64))
+            inner = int(np.prod(in_shapes[0][a:], dtype=np.int64))
+            return {"cuda3": [(outer, s[a - 1], inner) for s in in_shapes],
+                    "cuda3_out": (outer, self.shape[a - 1], inner)}
         slices, start = [], 0
         for s in in_shapes:
             slices.append((slice(None),) * a + (slice(start, start + s[a - 1]),))
@@ -759,14 +771,32 @@ class Concatenate(Layer):
         return {"slices": slices}
 
     def fwd(self, xs, y, ws, training):
+        if "cuda3" in ws:
+            from .kernels.cuda import tensor
+            tensor.concat_channels([x.reshape(s) for x, s in zip(xs, ws["cuda3"])], y.reshape(ws["cuda3_out"]))
+            return y
         for x, sl in zip(xs, ws["slices"]):
             y[sl] = x
         return y
 
     def bwd(self, gy, xs, y, ws, gxs):
+        if "cuda3" in ws:
+            self._split_cuda(gy, ws, gxs)
+            return
         for gx, sl in zip(gxs, ws["slices"]):
             if gx is not None:
                 gx[...] = gy[sl]
+
+    @staticmethod
+    def _split_cuda(gy, ws, gxs):
+        # tensor.split_channels wants every slice; an input without a gradient (None) is skipped here
+        from .kernels.cuda import _launch, tensor
+        g3 = gy.reshape(ws["cuda3_out"])
+        off = 0
+        for gx, s in zip(gxs, ws["cuda3"]):
+            if gx is not None:
+                tensor.take_channels_cuda[_launch.grid1d(gx.size)](g3, off, gx.reshape(s))
+            off += s[1]
 
     def _config(self):
         return dict(axis=self.axis)

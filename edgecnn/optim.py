@@ -3,16 +3,27 @@
 Updates run as Numba kernels, in place, in float32 over each parameter's flat view; state buffers
 are allocated at construction so ``step()`` allocates nothing. Scalars are computed in Python
 (float64, as PyTorch does) and passed to the kernels as float32.
+
+Parameters on a CUDA device (``model.to("cuda")``) are updated by the CUDA twins
+(edgecnn.kernels.cuda.optim) and the state lives on the device too; ``state_dict()`` still returns
+NumPy arrays and ``load_state_dict`` copies them in, so checkpoints do not depend on the device. An
+optimizer made before ``model.to(...)`` moves its state to the parameters' device at its next step.
 """
 import math
 
 import numpy as np
 from numba import prange
 
+from . import device as D
 from ._jit import njit
+from .kernels import _common as C
 
 _PARALLEL_MIN = 1 << 15  # below this a parameter is updated on one thread (waking the pool costs more)
 _F = np.float32
+# State values decaying toward zero (momentum and Adam moments of weights whose gradient stays 0, such as
+# dead units) become float32 subnormals after a few hundred steps, and subnormal arithmetic is 10-100x
+# slower on x86. Below this they are flushed to 0: their effect on an update is < 1e-22 of lr.
+FLUSH_BELOW = _F(1e-30)
 
 
 # -- kernels: a serial range body and a parallel driver over chunks -------------------------------------
@@ -26,6 +37,7 @@ def _sgd_range(p, g, buf, lo, hi, lr, momentum, one_m_damp, wd, nesterov, first)
                 b = d
             else:
                 b = momentum * buf[i] + one_m_damp * d
+            b = b if abs(b) >= FLUSH_BELOW else _F(0.0)
             buf[i] = b
             if nesterov:
                 d = d + momentum * b
@@ -48,6 +60,8 @@ def _adam_range(p, g, m, v, lo, hi, b1, one_m_b1, b2, one_m_b2, step_size, inv_s
         gi = g[i] + wd * p[i]  # L2 (Adam's weight_decay); wd = 0 for AdamW
         mi = b1 * m[i] + one_m_b1 * gi
         vi = b2 * v[i] + one_m_b2 * gi * gi
+        mi = mi if abs(mi) >= FLUSH_BELOW else _F(0.0)
+        vi = vi if vi >= FLUSH_BELOW else _F(0.0)
         m[i] = mi
         v[i] = vi
         # decay = 1 - lr * weight_decay for AdamW (decoupled), 1 for Adam
@@ -86,25 +100,66 @@ class Optimizer:
         names = [p.name for p in params]
         if len(set(names)) != len(names):
             raise ValueError(f"{op}: parameter names must be unique")
-        for p in params:
-            for a, what in ((p.value, "value"), (p.grad, "grad")):
-                if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous:
-                    raise TypeError(f"{op}: parameter {p.name} {what} must be a C-contiguous float32 array")
-            if p.grad.shape != p.value.shape:
-                raise ValueError(f"{op}: parameter {p.name} grad shape {p.grad.shape} != value shape "
-                                 f"{p.value.shape}")
         self.params = params
         self.lr = _num(op, "lr", lr)
         self.step_count = 0
-        # flat views, made once: the kernels see 1-D arrays
-        self._flat = [(p.value.reshape(-1), p.grad.reshape(-1)) for p in params]
-        self.state = {p.name: {s: np.zeros(p.value.size, np.float32) for s in self._state_names}
-                      for p in params}
+        self.state = None
+        self._bind()
         self._chunks = 8
 
-    def zero_grad(self):
+    def _bind(self):
+        """Check the parameters, note their device, make flat views (the kernels see 1-D arrays) and put
+        the state on that device (zeros at construction, moved when the parameters have moved)."""
+        op = type(self).__name__
+        devs = set()
         for p in self.params:
-            p.grad.fill(0)
+            for a, what in ((p.value, "value"), (p.grad, "grad")):
+                if isinstance(a, np.ndarray):
+                    if a.dtype != np.float32 or not a.flags.c_contiguous:
+                        raise TypeError(f"{op}: parameter {p.name} {what} must be a C-contiguous float32 array")
+                    devs.add("cpu")
+                elif C.is_device_array(a):
+                    C.check_array(op, f"parameter {p.name} {what}", a)
+                    devs.add("cuda")
+                else:
+                    raise TypeError(f"{op}: parameter {p.name} {what} must be a C-contiguous float32 array, "
+                                    f"got {type(a).__name__}")
+            if tuple(p.grad.shape) != tuple(p.value.shape):
+                raise ValueError(f"{op}: parameter {p.name} grad shape {tuple(p.grad.shape)} != value shape "
+                                 f"{tuple(p.value.shape)}")
+        if len(devs) > 1:
+            raise TypeError(f"{op}: parameters must all be on one device, got some on the cpu and some on "
+                            f"cuda (call model.to(...) before making the optimizer)")
+        old = getattr(self, "_dev", None)
+        dev = self._dev = D.get(devs.pop())
+        self._cuda = None
+        if dev.is_cuda:
+            from .kernels.cuda import optim as cuda_optim
+            self._cuda = cuda_optim
+        self._flat = [(p.value.reshape(p.value.size), p.grad.reshape(p.grad.size)) for p in self.params]
+        self._bound = [(p.value, p.grad) for p in self.params]
+        if self.state is None:
+            self.state = {p.name: {s: dev.zeros((p.value.size,)) for s in self._state_names}
+                          for p in self.params}
+        elif old is not dev:
+            self.state = {n: {s: dev.from_host(old.to_host(a)) for s, a in d.items()}
+                          for n, d in self.state.items()}
+
+    def _follow(self):
+        """Rebind when ``model.to(...)`` replaced the parameter arrays since the last step."""
+        for p, (v, g) in zip(self.params, self._bound):
+            if p.value is not v or p.grad is not g:
+                self._bind()
+                return
+
+    @property
+    def device(self):
+        return self._dev.name
+
+    def zero_grad(self):
+        self._follow()
+        for p in self.params:
+            self._dev.fill(p.grad, 0)
 
     def _hyper(self):
         return {}
@@ -112,11 +167,11 @@ class Optimizer:
     def state_dict(self):
         """{"type", "hyper" (JSON-able), "step", "state": {"<param>.<buffer>": float32 array}}."""
         return {"type": type(self).__name__, "hyper": dict(self._hyper(), lr=self.lr), "step": self.step_count,
-                "state": {f"{n}.{s}": a.reshape(self._shape(n)).copy() for n, d in self.state.items()
+                "state": {f"{n}.{s}": self._dev.to_host(a).reshape(self._shape(n)) for n, d in self.state.items()
                           for s, a in d.items()}}
 
     def _shape(self, name):
-        return next(p.value.shape for p in self.params if p.name == name)
+        return next(tuple(p.value.shape) for p in self.params if p.name == name)
 
     def load_state_dict(self, sd):
         op = f"{type(self).__name__}.load_state_dict"
@@ -139,9 +194,10 @@ class Optimizer:
         hyper = dict(sd.get("hyper", {}))
         self.lr = _num(op, "lr", hyper.pop("lr", self.lr))
         self._set_hyper(hyper)
+        self._follow()
         for k in want:
             n, s = k.rsplit(".", 1)
-            self.state[n][s][:] = state[k].reshape(-1)
+            self._dev.put(self.state[n][s], state[k].reshape(-1))
         self.step_count = int(step)
 
     def _set_hyper(self, hyper):
@@ -171,12 +227,15 @@ class SGD(Optimizer):
                     nesterov=self.nesterov)
 
     def step(self):
+        self._follow()
         first = self.step_count == 0
         args = (_F(self.lr), _F(self.momentum), _F(1.0 - self.dampening), _F(self.weight_decay),
                 self.nesterov, first)
         for p, (v, g) in zip(self.params, self._flat):
             buf = self.state[p.name]["momentum_buffer"]
-            if self._par(v.size):
+            if self._cuda is not None:
+                self._cuda.sgd_update(v, g, buf, *args)
+            elif self._par(v.size):
                 _sgd_par(v, g, buf, *args, self._chunks)
             else:
                 _sgd_range(v, g, buf, 0, v.size, *args)
@@ -203,6 +262,7 @@ class Adam(Optimizer):
         return dict(betas=list(self.betas), eps=self.eps, weight_decay=self.weight_decay)
 
     def step(self):
+        self._follow()
         self.step_count += 1
         t = self.step_count
         b1, b2 = self.betas
@@ -212,7 +272,9 @@ class Adam(Optimizer):
                 _F(self.eps), _F(wd), _F(decay))
         for p, (v, g) in zip(self.params, self._flat):
             st = self.state[p.name]
-            if self._par(v.size):
+            if self._cuda is not None:
+                self._cuda.adam_update(v, g, st["exp_avg"], st["exp_avg_sq"], *args)
+            elif self._par(v.size):
                 _adam_par(v, g, st["exp_avg"], st["exp_avg_sq"], *args, self._chunks)
             else:
                 _adam_range(v, g, st["exp_avg"], st["exp_avg_sq"], 0, v.size, *args)

@@ -16,6 +16,10 @@
   restores the best weights.
 * JIT warm-up (compiling or loading cached kernels on a throwaway copy of the model) is timed apart
   from training.
+* ``device="cuda"`` keeps parameters, activations, gradients and optimizer state on the GPU for the
+  whole run: batches (augmented on the CPU) go in, the loss and the batch's logits (for the accuracy)
+  come out. Checkpoints hold host copies, so a run can be resumed on either device. ``"auto"`` is
+  cuda when a GPU is usable, else cpu (see edgecnn.device).
 """
 import dataclasses
 import json
@@ -32,7 +36,7 @@ from . import checkpoint as ckpt
 from ._progress import Progress, format_duration
 
 LOG_NAME = "train_log.jsonl"
-DEVICES = ("cpu",)
+DEVICES = ("cpu", "cuda", "auto")
 OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
 SCHEDULES = ("constant", "step", "cosine", "one_cycle")
 
@@ -87,7 +91,7 @@ class TrainConfig:
     patience: int = 0              # 0: no early stopping
     limit: int = None              # train on the first N training images only
     threads: int = None
-    device: str = "cpu"
+    device: str = "cpu"            # cpu, cuda or auto (cuda when a GPU is usable)
     data_dir: str = None
     eval_batch_size: int = 500
     filters: list = None           # FilterChain specs run on every image first (stored in the model file)
@@ -109,9 +113,6 @@ class TrainConfig:
         def bad(msg):
             raise ValueError(f"TrainConfig: {msg}")
         if self.device not in DEVICES:
-            if self.device in ("cuda", "auto", "gpu"):
-                bad(f"device {self.device!r} is not available yet: the CUDA backend is not built "
-                    f"(issue 5); use --device cpu")
             bad(f"device must be one of {DEVICES}, got {self.device!r}")
         for key in ("epochs", "batch_size", "eval_batch_size"):
             v = getattr(self, key)
@@ -155,6 +156,7 @@ class TrainResult:
     run_dir: str = None
     checkpoint: str = None
     threads: int = None
+    device: str = "cpu"            # where it trained: cpu or cuda (after resolving auto)
 
     def preprocessing(self):
         """The model file's preprocessing entry: normalization and the filter chain used in training."""
@@ -178,6 +180,7 @@ class TrainResult:
             "jit_warmup_seconds": round(self.warmup_seconds, 3),
             "train_seconds": round(self.train_seconds, 3),
             "threads": self.threads,
+            "device": self.device,
         }
 
 
@@ -296,7 +299,10 @@ class Trainer:
             if got != config.threads:
                 self._say(f"note: {config.threads} threads requested, Numba started with {got}; using {got}")
         self.threads = set_num_threads(None)
+        from .device import resolve
+        self.device = resolve(config.device)  # CudaUnavailableError (with the fix) before any work
         self.model = build_model(config.model, config.seed)  # before the data: a bad --model fails fast
+        self.model.to(self.device)  # before the optimizer: its state is made where the parameters are
         data = self.data if self.data is not None else D.load_mnist(config.data_dir)
         images, labels = data.train_images, data.train_labels
         if config.limit is not None:
@@ -340,7 +346,7 @@ class Trainer:
         from .graph import Model
 
         t0 = time.perf_counter()
-        twin = Model.from_config(self.model.get_config())
+        twin = Model.from_config(self.model.get_config()).to(self.device)
         opt = make_optimizer(twin, self.config)
         b = self.config.batch_size
         x = np.zeros((b,) + tuple(twin.input_shape), np.float32)
@@ -419,7 +425,8 @@ class Trainer:
             blas()
         result = TrainResult(self.model, self.normalization, self.config, self.state["history"], status,
                              warmup_seconds=warm, train_seconds=self.state["train_seconds"],
-                             run_dir=self.run_dir, checkpoint=self.checkpoint_path, threads=self.threads)
+                             run_dir=self.run_dir, checkpoint=self.checkpoint_path, threads=self.threads,
+                             device=self.device)
         if self.test is not None:
             t0 = time.perf_counter()
             xt = self.normalization.apply(self.test[0])
@@ -434,6 +441,7 @@ class Trainer:
     def _epochs(self):
         c, s = self.config, self.state
         n_batches = len(self.batches)
+        host_logits = self._host_logits()
         while s["epoch"] < c.epochs:
             epoch = s["epoch"]
             start_pos = self.batches.position
@@ -458,7 +466,7 @@ class Trainer:
                     self._in_step = False
                     b = len(y)
                     s["loss_sum"] += loss * b
-                    s["correct"] += int(np.count_nonzero(logits.argmax(axis=1) == y))
+                    s["correct"] += int(np.count_nonzero(host_logits(logits).argmax(axis=1) == y))
                     s["seen"] += b
                     index += 1
                     bar.update(index, s["seen"], s["loss_sum"] / s["seen"], s["correct"] / s["seen"])
@@ -489,6 +497,21 @@ class Trainer:
                 self.model.load_state_dict(s["best_model"])
                 return "early_stopped"
         return "completed"
+
+    def _host_logits(self):
+        """logits -> a NumPy array: the array itself on the CPU; on CUDA a copy into one reused host
+        buffer (batch x classes floats a step, the only transfer besides the loss)."""
+        if self.device == "cpu":
+            return lambda logits: logits
+        dev = self.model._dev
+        buf = {}
+
+        def to_host(logits):
+            out = buf.get(logits.shape)
+            if out is None:
+                out = buf[logits.shape] = np.empty(logits.shape, np.float32)
+            return dev.to_host(logits, out)
+        return to_host
 
     def _end_epoch(self, epoch, seconds, images):
         c, s = self.config, self.state

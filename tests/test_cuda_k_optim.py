@@ -48,3 +48,22 @@ def test_adam_steps(decoupled):
     close(dp, p)
     close(dm, m)
     np.testing.assert_allclose(host(dv), v, rtol=1e-5, atol=1e-9)
+
+
+def test_tiny_state_is_flushed_like_the_cpu():
+    # values that decay below edgecnn.optim.FLUSH_BELOW become exactly 0 on both devices
+    p = np.ones(40, np.float32)
+    m = np.linspace(-3e-30, 3e-30, 40).astype(np.float32)
+    v = np.abs(m) * 2
+    buf = m.copy()
+    dp, dm, dv, dbuf, dg = dev(p), dev(m), dev(v), dev(buf), dev(np.zeros(40, np.float32))
+    args = (F(0.9), F(0.1), F(0.999), F(0.001), F(1e-3), F(1.0), F(1e-8), F(0.0), F(1.0))
+    C._adam_range(p.copy(), np.zeros(40, np.float32), m, v, 0, 40, *args)
+    G.adam_update(dp, dg, dm, dv, *args)
+    sargs = (F(0.1), F(0.9), F(1.0), F(0.0), False, False)
+    C._sgd_range(p.copy(), np.zeros(40, np.float32), buf, 0, 40, *sargs)
+    G.sgd_update(dev(p), dg, dbuf, *sargs)
+    assert 0 < np.count_nonzero(m == 0) < 40 and 0 < np.count_nonzero(buf == 0) < 40
+    np.testing.assert_array_equal(host(dm), m)
+    np.testing.assert_array_equal(host(dv), v)
+    np.testing.assert_array_equal(host(dbuf), buf)

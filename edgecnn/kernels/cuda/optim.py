@@ -11,7 +11,10 @@ import numpy as np
 from numba import cuda
 
 from ..._jit import cuda_jit
+from ...optim import FLUSH_BELOW  # the CPU rule: tiny state values flushed to 0, bit for bit
 from . import _device, _launch
+
+_ZERO = np.float32(0.0)
 
 
 @cuda_jit
@@ -24,6 +27,7 @@ def sgd_update_cuda(p, g, buf, lr, momentum, one_m_damp, wd, nesterov, first):
                 b = d
             else:
                 b = momentum * buf[i] + one_m_damp * d
+            b = b if abs(b) >= FLUSH_BELOW else _ZERO
             buf[i] = b
             if nesterov:
                 d = d + momentum * b
@@ -39,6 +43,8 @@ def adam_update_cuda(p, g, m, v, b1, one_m_b1, b2, one_m_b2, step_size, inv_sqrt
         gi = g[i] + wd * p[i]  # L2 (Adam's weight_decay); wd = 0 for AdamW
         mi = b1 * m[i] + one_m_b1 * gi
         vi = b2 * v[i] + one_m_b2 * gi * gi
+        mi = mi if abs(mi) >= FLUSH_BELOW else _ZERO
+        vi = vi if vi >= FLUSH_BELOW else _ZERO
         m[i] = mi
         v[i] = vi
         p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
