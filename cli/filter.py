@@ -24,8 +24,11 @@ def _to_display(img):
               help="Filter in float32 (signed responses kept; written scaled to 0..255).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the result here (PNG, JPG, ...).")
 @click.option("--show", is_flag=True, help="Show input and result in a window (any key closes it).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
+              help="Where the filters run: cuda needs a GPU and the cuda extra; auto picks cuda when a GPU "
+                   "is usable.")
 @click.option("--list", "list_names", is_flag=True, help="List filter names and exit.")
-def filter_cmd(image, specs, border, gray, as_float, out, show, list_names):
+def filter_cmd(image, specs, border, gray, as_float, out, show, device, list_names):
     """Apply classic filters (Sobel, Scharr, Laplacian, blur, sharpen, ...) to IMAGE."""
     from edgecnn import filters
     if list_names:
@@ -44,9 +47,15 @@ def filter_cmd(image, specs, border, gray, as_float, out, show, list_names):
         raise click.UsageError("give at least one --filter (names: " + ", ".join(filters.names()) + ")")
     if as_float:
         img = img.astype(np.float32)
+    from edgecnn.device import CudaUnavailableError, get
+    try:
+        dev = get(device)
+    except CudaUnavailableError as e:
+        raise click.ClickException(" ".join(str(e).split())) from None
     try:
         chain = filters.FilterChain(list(specs), border=border)
-        result = chain.apply(np.ascontiguousarray(img))
+        img = np.ascontiguousarray(img)
+        result = dev.to_host(chain.apply(dev.from_host(img))) if dev.is_cuda else chain.apply(img)
     except (ValueError, TypeError) as e:
         raise click.ClickException(str(e))
     shown = _to_display(result)

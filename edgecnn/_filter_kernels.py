@@ -637,6 +637,86 @@ def _k3sep(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchun
                     o[x] = kx0 * s0[x] + kx1 * s1[x] + kx2 * s2[x]
 
 
+@njit
+def _box_row(src, r, colmap, W, gray, slot):
+    """Source row r as uint8 values (gray rows converted into ``slot``)."""
+    if gray:
+        load_row(src, r, colmap, 0, W, 1, True, True, slot)
+        return slot
+    return src[r]
+
+
+def _box16(src, W, cn, gray, rowmap, colmap, kh, kw, post, p0, p1, out, nchunks):
+    """uint8 box filter with area <= 256 (every window sum fits uint16): per thread block a running
+    column sum over the W*cn values (add the row entering the window, subtract the one leaving;
+    source rows are read in place, no padded copies), its border columns from the column map, then
+    kw shifted adds and OpenCV's division per output row. Cost per row is flat in kh."""
+    H = out.shape[0]
+    WC = W * cn
+    left = kw // 2
+    L = (W + kw - 1) * cn
+    for c in prange(nchunks):
+        y0, y1 = _chunk(c, nchunks, H)
+        S = np.zeros(L, np.uint16)
+        Sw = S[left * cn:left * cn + WC]
+        acc = np.empty(WC, np.uint16)
+        slots = np.empty((kh + 1, WC if gray else 1), np.uint8)  # gray rows still in the window
+        for p in range(y0, y1 + kh - 1):
+            # the row entering the window and (after the first window) the one leaving it;
+            # rows outside a constant border (index < 0) add nothing
+            ri = rowmap[p]
+            ro = rowmap[p - kh] if p >= y0 + kh else -1
+            if ri >= 0 and ro >= 0:
+                a = _box_row(src, ri, colmap, W, gray, slots[p % (kh + 1)])
+                b = _box_row(src, ro, colmap, W, gray, slots[(p - kh) % (kh + 1)]) if not gray \
+                    else slots[(p - kh) % (kh + 1)]
+                for x in range(WC):  # uint16 wrap-around is exact: the window sum fits
+                    Sw[x] += np.uint16(a[x]) - np.uint16(b[x])
+            elif ri >= 0:
+                a = _box_row(src, ri, colmap, W, gray, slots[p % (kh + 1)])
+                for x in range(WC):
+                    Sw[x] += np.uint16(a[x])
+            elif ro >= 0:
+                b = src[ro] if not gray else slots[(p - kh) % (kh + 1)]
+                for x in range(WC):
+                    Sw[x] -= np.uint16(b[x])
+            y = p - (kh - 1)
+            if y < y0:
+                continue
+            _fill_border_cols(S, colmap, left, W, cn)
+            o = out[y]
+            if post == POST_MULHI and (kw == 3 or kw == 5):
+                if kw == 3:
+                    s0, s1, s2 = S[0:WC], S[cn:cn + WC], S[2 * cn:2 * cn + WC]
+                    for x in range(WC):
+                        v = np.uint16(s0[x] + s1[x] + s2[x] + np.uint16(C0))
+                        o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
+                else:
+                    s0, s1, s2 = S[0:WC], S[cn:cn + WC], S[2 * cn:2 * cn + WC]
+                    s3, s4 = S[3 * cn:3 * cn + WC], S[4 * cn:4 * cn + WC]
+                    for x in range(WC):
+                        v = np.uint16(s0[x] + s1[x] + s2[x] + s3[x] + s4[x] + np.uint16(C0))
+                        o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
+                continue
+            acc[:] = S[0:WC]
+            for j in range(1, kw):
+                sj = S[j * cn:j * cn + WC]
+                for x in range(WC):
+                    acc[x] += sj[x]
+            if post == POST_SATURATE:  # area 1
+                for x in range(WC):
+                    o[x] = acc[x]
+            elif post == POST_MULHI:
+                for x in range(WC):
+                    v = np.uint16(acc[x] + np.uint16(C0))
+                    o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
+            else:  # POST_BOX_DIV: (s + p0) * p1 >> 23 < 2**32 for areas <= 256
+                dl = np.uint32(p0)
+                mul = np.uint32(p1)
+                for x in range(WC):
+                    o[x] = np.uint32((np.uint32(acc[x]) + dl) * mul) >> 23
+
+
 def _compile(f, parallel, suffix="", **bind):
     """A dispatcher from one body, parallel or serial, with module globals rebound by ``bind``
     (NARROW and its helper for the 16-bit variants); distinct names keep on-disk caches apart."""
@@ -760,7 +840,8 @@ _VARIANTS = {}
 
 
 def variant(kind, narrow, parallel, c0, c1, c2):
-    """k3 or sep5 with the rounding constants C0..C2 compiled in (POST_SHIFT, POST_MULHI)."""
+    """k3, k3sep, sep5 or box with the rounding constants C0..C2 compiled in (POST_SHIFT,
+    POST_MULHI)."""
     key = (kind, narrow, parallel, c0, c1, c2)
     f = _VARIANTS.get(key)
     if f is None:
@@ -768,7 +849,7 @@ def variant(kind, narrow, parallel, c0, c1, c2):
         bind = dict(NARROW=t, C0=int(c0), C1=int(c1), C2=int(c2))
         if kind == "sep5":
             bind["LANE"] = np.int32 if t is np.float32 else t
-        body = {"k3": _k3, "k3sep": _k3sep, "sep5": _sep5}[kind]
+        body = {"k3": _k3, "k3sep": _k3sep, "sep5": _sep5, "box": _box16}[kind]
         f = _compile(body, parallel, f"_{narrow}_c{c0}_{c1}_{c2}", **bind)
         _VARIANTS[key] = f
     return f
@@ -781,3 +862,4 @@ k3 = {(t.__name__, par): _compile(_k3, par, "_" + t.__name__, NARROW=t)
       for t in (np.int16, np.float32) for par in (True, False)}
 k3sep = {(t.__name__, par): _compile(_k3sep, par, "_" + t.__name__, NARROW=t)
          for t in (np.int16, np.float32) for par in (True, False)}
+box16 = {par: _compile(_box16, par) for par in (True, False)}  # runtime division (POST_BOX_DIV)

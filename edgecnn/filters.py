@@ -20,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from .kernels._common import as_int, check_array, check_out
+from .kernels._common import as_int, check_array, check_out, is_device_array
 
 BORDERS = {"reflect101": 0, "reflect_101": 0, "default": 0, "constant": 1, "replicate": 2}
 
@@ -357,6 +357,10 @@ class _Plan:
                 else:
                     dv += 1
                 self._sep([1] * kh, [1] * kw, post=2, p0=ds, p1=dv)
+                # running column sums in uint16 (cost flat in kh) instead of two tap passes
+                self.kind = "box"
+                if kh <= 5 and kw <= 5:  # compile-time division constants for the common sizes
+                    self._box_mulhi(np.ones(kw), np.ones(kh))
             else:  # ColumnSum<int, uchar>: float32 scale in SIMD lanes, double in the tail
                 self._sep([1] * kh, [1] * kw, post=3, p0=d)
             return
@@ -500,6 +504,12 @@ class _Plan:
                     ks = (K.variant("sep5", t, False, *c), K.variant("sep5", t, True, *c))
                 args = (W, cn, gray, u8, rowmap, colmap, left, self.kxj5 * cn, self.kxw5, self.kyi5,
                         self.kyw5, self.kh, self.kw, self.post, self.p0, self.p1, self.scale)
+            elif self.kind == "box":
+                ks = (K.box16[False], K.box16[True])
+                if self.post == POST_MULHI:
+                    c = (self.p0, self.p1, self.mh)
+                    ks = (K.variant("box", "uint16", False, *c), K.variant("box", "uint16", True, *c))
+                args = (W, cn, gray, rowmap, colmap, self.kh, self.kw, self.post, self.p0, self.p1)
             elif self.kind == "gradient":
                 ks = (K.gradient_ser, K.gradient_par)
                 args = (W, cn, gray, u8, rowmap, colmap, left, self.ka, self.kb,
@@ -559,6 +569,19 @@ def _resolve(op, name_or_kernel, params):
     return name, _params(op, name, params)
 
 
+def _device_image(op, image, gray):
+    """_image's checks for a CUDA device array (same messages)."""
+    if np.dtype(image.dtype) not in (np.uint8, np.float32):
+        raise TypeError(f"{op}: image must be uint8 or float32, got {np.dtype(image.dtype)} with shape "
+                        f"{tuple(image.shape)}")
+    check_array(op, "image", image, (2, 3), image.dtype)
+    if image.ndim == 3 and not 1 <= image.shape[2] <= 4:
+        raise ValueError(f"{op}: image must be (H, W) or (H, W, C) with C <= 4, got {tuple(image.shape)}")
+    if gray and (image.ndim != 3 or image.shape[2] != 3):
+        raise ValueError(f"{op}: gray=True needs a BGR image (H, W, 3), got shape {tuple(image.shape)}")
+    return image
+
+
 def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **params):
     """Filter ``image`` with a named filter (see names()) or a 2-D kernel array.
 
@@ -586,15 +609,21 @@ def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **pa
                     and out.flags.c_contiguous and not np.may_share_memory(out, image)):
                 return call(image, out)
     op = "filters.apply"
-    _image(op, image, gray)
+    dev = is_device_array(image)  # CUDA device array: the same checks, then the CUDA twin
+    (_device_image if dev else _image)(op, image, gray)
     bcode = _border(op, border)
     name, p = _resolve(op, name_or_kernel, params)
     if name == "gray" and (image.ndim != 3 or image.shape[2] != 3):
-        raise ValueError(f"{op}: filter 'gray' needs a BGR image (H, W, 3), got shape {image.shape}")
+        raise ValueError(f"{op}: filter 'gray' needs a BGR image (H, W, 3), got shape {tuple(image.shape)}")
     plan = _plan(op, name, p, image.dtype == np.uint8)
     shape = plan.out_shape(image, gray)
     odt = np.dtype(np.uint8 if plan.out_u8 else np.float32)
-    out = check_out(op, "out", out, shape, odt)
+    out = check_out(op, "out", out, shape, odt, like=image)
+    if dev:
+        from .kernels.cuda import filters as _cuf
+        if _cuf.overlaps(out, image):
+            raise ValueError(f"{op}: out must not overlap image (filters read neighbours), shape {shape}")
+        return _cuf.apply(image, name, p, bcode, gray, out)
     if out is image or np.may_share_memory(out, image):
         raise ValueError(f"{op}: out must not overlap image (filters read neighbours), shape {shape}")
     call = plan.bind(image, bcode, gray)
@@ -706,10 +735,15 @@ class FilterChain:
         """Run every step; returns a new array (or ``out``) of the last step's shape and dtype."""
         op = "FilterChain.apply"
         if not self.steps:
+            if is_device_array(frame):
+                _device_image(op, frame, False)
+                out = check_out(op, "out", out, frame.shape, frame.dtype, like=frame)
+                from .kernels.cuda import filters as _cuf
+                return _cuf.copy(frame, out)
             _image(op, frame, False)
             if out is None:
                 return frame.copy()
-            check_out(op, "out", out, frame.shape, frame.dtype)
+            check_out(op, "out", out, frame.shape, frame.dtype, like=frame)
             out[...] = frame
             return out
         steps = list(self.steps)

@@ -19,7 +19,8 @@ import pytest
 if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1":
     pytest.skip("compile_ptx needs the real CUDA target, not the simulator", allow_module_level=True)
 
-FAMILIES = ("activations", "batchnorm", "conv", "dense", "dropout", "losses", "optim", "pool", "tensor")
+FAMILIES = ("activations", "batchnorm", "conv", "dense", "dropout", "filters", "losses", "optim", "pool",
+            "tensor")
 CCS = [(7, 5), (8, 0), (9, 0)]
 
 

@@ -72,8 +72,8 @@ def check_out(op, name, out, shape, dtype=np.float32, like=None):
             from numba import cuda
             return cuda.device_array(tuple(shape), dtype=dtype)
         return np.empty(tuple(shape), dtype=dtype)
-    check_array(op, name, out, len(shape), dtype)
-    check_shape(op, name, out, shape)
+    check_array(op, name, out, None, dtype)
+    check_shape(op, name, out, shape)  # a wrong rank is reported with the whole expected shape
     if like is not None and is_device_array(like) != is_device_array(out):
         raise TypeError(f"{op}: {name} must live where the inputs live "
                         f"({'device' if is_device_array(like) else 'host'})")
