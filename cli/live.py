@@ -37,7 +37,9 @@ KEYS_HELP = "Keys: q or Esc quit, f cycles the filter view, space pauses, s save
               help="Reconnect attempts (exponential backoff) when a camera or stream stops delivering.")
 @click.option("--snapshot-dir", type=click.Path(file_okay=False), default=".",
               help="Where s saves snapshots.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", help="Where to run.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              help="Where the model runs: cuda needs a GPU and the cuda extra; auto picks cuda when a GPU "
+                   "is usable.")
 @click.option("--summary-json", type=click.Path(dir_okay=False), default=None,
               help="Also write the end-of-run summary as JSON.")
 def live(source, model, headless, output, record, max_frames, filters, view, min_confidence, binarize,
@@ -47,16 +49,17 @@ def live(source, model, headless, output, record, max_frames, filters, view, min
     from edgecnn import live as L
     from edgecnn.live_sources import SourceError
 
-    if device == "auto":
-        device = "cpu"
     opts = L.LiveOptions(source=source, model=model, headless=headless, output=output, record=record,
                          max_frames=max_frames, filters=tuple(filters), view=view,
                          min_confidence=min_confidence,
                          binarize=binarize, threshold=threshold, min_size=min_size, reconnects=reconnects,
                          snapshot_dir=snapshot_dir, device=device, detect={"normalizer": normalizer})
+    from edgecnn.device import CudaUnavailableError
     from edgecnn.io import ModelFileError
     try:
         summary = L.run(opts, log=lambda m: click.echo(m, err=True))
+    except CudaUnavailableError as e:
+        raise click.ClickException(" ".join(str(e).replace("live: ", "").split())) from None
     except (SourceError, FileNotFoundError) as e:
         raise click.ClickException(str(e).replace("live: ", "")) from None
     except ModelFileError as e:

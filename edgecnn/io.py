@@ -29,6 +29,9 @@ DEFAULT_CLASS_NAMES = tuple(str(i) for i in range(10))
 # An architecture may declare no integer (units, filters, ...) above this: building it would allocate
 # before the weights could be compared with it, so absurd sizes are refused up front.
 MAX_ARCH_INT = 1 << 20
+# Classifier batches of up to this many images run through edgecnn.inference's fast path on the CPU
+# (one thread, BatchNorm folded, no per-layer validation); larger ones through Model.predict.
+FAST_PATH_MAX_BATCH = 8
 
 
 # Building a model allocates and initialises its parameters before they can be compared with the file's
@@ -166,9 +169,13 @@ def _largest_int(tree):
     return big
 
 
-def load(path):
-    """Load a model file and return a ready-to-use ``Classifier``."""
+def load(path, device="cpu"):
+    """Load a model file and return a ready-to-use ``Classifier`` on ``device`` ("cpu", "cuda" or
+    "auto", see edgecnn.device; CudaUnavailableError names the fix when cuda cannot run here)."""
     path = os.fspath(path)
+    if device != "cpu":
+        from .device import resolve
+        device = resolve(device, what=f"load({path!r}, device={device!r})")  # before reading the file
     doc = read(path)
     from .graph import Model
 
@@ -197,11 +204,12 @@ def load(path):
         raise ModelFileError(f"{path}: {len(doc['class_names'])} class names for a model with "
                              f"{_output_classes(model, -1)} outputs")
     try:
-        return Classifier(model, doc["preprocessing"], doc["class_names"], doc["metadata"], path=path)
+        clf = Classifier(model, doc["preprocessing"], doc["class_names"], doc["metadata"], path=path)
     except ModelFileError:
         raise
     except Exception as e:
         raise ModelFileError(f"{path}: invalid preprocessing ({type(e).__name__}: {e})") from None
+    return clf.to(device)
 
 
 def _output_classes(model, default):
@@ -213,7 +221,11 @@ def _output_classes(model, default):
 
 
 class Classifier:
-    """A trained model with its preprocessing: raw uint8 digits in, class probabilities out."""
+    """A trained model with its preprocessing: raw uint8 digits in, class probabilities out.
+
+    On the CPU, batches of up to FAST_PATH_MAX_BATCH images (the live case) run through an
+    ``edgecnn.inference`` plan compiled on first use; it refolds itself when the model's parameters change
+    and is dropped by ``to()``. Like the model's own buffers, it serves one thread at a time."""
 
     def __init__(self, model, preprocessing, class_names=DEFAULT_CLASS_NAMES, metadata=None, path=None):
         self.model = model
@@ -226,6 +238,8 @@ class Classifier:
         filt_cfg = self.preprocessing.get("filters")
         self._norm = None
         self._chain = None
+        self._plan = None  # edgecnn.inference plan, compiled at the first small CPU batch
+        self._lut = None   # uint8 pixel -> normalized float32, built at the first uint8 batch
         if norm_cfg is not None:
             from .data import Normalization
             self._norm = Normalization.from_config(norm_cfg)
@@ -235,10 +249,28 @@ class Classifier:
 
     def __repr__(self):
         where = f" from {self.path}" if self.path else ""
-        return f"<Classifier{where}: {len(self.class_names)} classes, input {self.input_shape}>"
+        return (f"<Classifier{where}: {len(self.class_names)} classes, input {self.input_shape}, "
+                f"on {self.device}>")
+
+    @property
+    def device(self):
+        return getattr(self.model, "device", "cpu")
+
+    def to(self, device):
+        """Run the model on ``device`` ("cpu", "cuda", "auto"); returns self. Preprocessing stays on the
+        CPU (a few small images); on CUDA each ``predict`` uploads the batch and downloads the logits."""
+        if device != self.device:
+            self.model.to(device)
+        self._plan = None
+        return self
 
     def prepare(self, images):
         """Raw images -> the float32 (N, C, H, W) batch the model was trained on."""
+        h, w = self.input_shape[-2:]
+        if (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 3
+                and images.shape[1:] == (h, w) and images.shape[0] > 0 and self._chain is None):
+            # the live case: uint8 (N, H, W) without a filter chain is one table lookup per pixel
+            return self._pixel_table()[images][:, None]
         x = np.asarray(images)
         if x.ndim == 2:
             x = x[None]
@@ -268,8 +300,24 @@ class Classifier:
             x = x.astype(np.float32)[:, None]
         return np.ascontiguousarray(x, dtype=np.float32)
 
+    def _pixel_table(self):
+        """float32 (256,): what the normalization makes of each uint8 value (the same arithmetic)."""
+        if self._lut is None:
+            v = np.arange(256, dtype=np.uint8)
+            lut = self._norm.apply(v.reshape(1, 1, 256)) if self._norm is not None else v.astype(np.float32)
+            self._lut = np.ascontiguousarray(lut.reshape(256), dtype=np.float32)
+        return self._lut
+
     def logits(self, images, batch_size=256):
-        return self.model.predict(self.prepare(images), batch_size=batch_size)
+        x = self.prepare(images)
+        if self.device == "cpu" and len(x) <= FAST_PATH_MAX_BATCH:
+            from .kernels._common import as_int
+            as_int("Classifier.predict", "batch_size", batch_size, 1)  # chunks only larger batches
+            if self._plan is None:
+                from .inference import compile_plan
+                self._plan = compile_plan(self.model, FAST_PATH_MAX_BATCH)
+            return self._plan.predict(x)
+        return self.model.predict(x, batch_size=batch_size)
 
     def predict(self, images, batch_size=256):
         """Class probabilities, float32 (N, K)."""
