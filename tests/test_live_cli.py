@@ -28,8 +28,10 @@ def live(*args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def model(request, mnist_dir):
-    return livevideo.trained_model(request.config.cache.mkdir("edgecnn-live-model"), mnist_dir)
+def model(request, mnist_dir, tmp_path_factory):
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider: train into tmp
+    where = cache.mkdir("edgecnn-live-model") if cache is not None else tmp_path_factory.mktemp("live-model")
+    return livevideo.trained_model(where, mnist_dir)
 
 
 @pytest.fixture(scope="module")
