@@ -1,26 +1,36 @@
-"""CUDA kernel benchmarks (when a GPU is present) and the on-paper roofline of a training step.
+"""CUDA benchmarks (when a GPU is present) and the on-paper roofline of a training step.
 
-    python benchmarks/cuda.py [--repeats 15] [--json PATH] [--estimate-only]
+    python benchmarks/cuda.py [--repeats 15] [--json PATH] [--estimate-only] [--smoke]
                               [--bandwidth-gbs 360] [--peak-tflops 12.7] [--gemm-efficiency 0.12]
                               [--launch-us 25] [--batch 128]
 
-With a GPU: the same conv/pool shapes as benchmarks/kernels.py (batch 64), plus the dense layer of
-keras-mnist, run through edgecnn's CUDA twins on device arrays and (when importable with CUDA) through
-PyTorch on the same GPU, interleaved, medians, ratio = edgecnn / torch. Without a GPU it says why it
-skipped the measurements.
+With a GPU, the CPU benchmarks' cases on the device (benchmarks/_cuda_measure.py; shapes, models and
+filter cases are imported from the CPU benchmark modules):
+  kernels     benchmarks/kernels.py's conv/pool shapes (batch 64) and keras-mnist's dense layer
+  train       benchmarks/train.py's models at batch 128 with Adam, ``model.to("cuda")``, img/s
+  filters     benchmarks/filters.py's cases on a 640x480 frame held as device arrays
+  inference   the default model, host uint8 digits -> probabilities, batch 1 and 4 (the live case)
+beside PyTorch CUDA (kernels, training; when importable with CUDA), OpenCV on the CPU and cv2.cuda (filters,
+when OpenCV was built with CUDA), and the CPU (inference); interleaved rounds, medians. Without a GPU it
+says why it skipped them. ``--smoke`` runs every measurement once with tiny shapes and no PyTorch; it is
+allowed under the simulator (NUMBA_ENABLE_CUDASIM=1), where it checks the code runs, not its speed.
 
 Always: an analytic estimate (no GPU needed) of FLOPs, compulsory DRAM traffic and kernel launches of
-one training step and of a batch-1 inference for the default and keras-mnist models, and the time a
-roofline gives on the assumed GPU (default: an RTX 3060-class part, 360 GB/s, 12.7 FP32 TFLOPS). The
+one training step and of batch-1 and batch-128 inference for the zoo models (layer lists read from their
+edgecnn graphs, built on the CPU), and the time a roofline gives on the assumed GPU (default: an RTX
+3060-class part, 360 GB/s, 12.7 FP32 TFLOPS). The
 GEMM-style kernels are credited only ``--gemm-efficiency`` of the peak (one output per thread and two
 shared-memory loads per FMA cap them near 1/8 of it), and every launch costs ``--launch-us`` of host
-time (numba's Python-side dispatch), which is what bounds small batches.
+time (numba's Python-side dispatch), which is what bounds small batches. Host and GPU overlap, except
+at the loss read-back that splits a training step in two (Model.train_step returns the loss as a float).
 """
 import argparse
 import json
 import pathlib
 import sys
 import time
+
+import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -29,43 +39,63 @@ F32 = 4
 
 
 # ----------------------------------------------------------------------------------------- the estimate
-def _conv(name, c, h, w, co, k, pad, bias=True, first=False):
-    oh, ow = h + 2 * pad - k + 1, w + 2 * pad - k + 1
-    return dict(kind="conv", name=name, c=c, h=h, w=w, co=co, k=k, oh=oh, ow=ow, bias=bias, first=first)
+ZOO = ("default", "keras-mnist", "lenet5")
 
 
-def models():
-    """Layer lists mirroring edgecnn.models (kept here so the estimate needs no GPU and no graph)."""
-    keras = [
-        _conv("conv 1->32 3x3", 1, 28, 28, 32, 3, 0, first=True),
-        dict(kind="relu", name="relu", n=32 * 26 * 26),
-        _conv("conv 32->64 3x3", 32, 26, 26, 64, 3, 0), dict(kind="relu", name="relu", n=64 * 24 * 24),
-        dict(kind="maxpool", name="maxpool 2", c=64, h=24, w=24),
-        dict(kind="dropout", name="dropout .25", n=64 * 12 * 12),
-        dict(kind="dense", name="dense 9216->128", i=9216, o=128), dict(kind="relu", name="relu", n=128),
-        dict(kind="dropout", name="dropout .5", n=128),
-        dict(kind="dense", name="dense 128->10", i=128, o=10), dict(kind="loss", name="softmax xent", n=10),
-    ]
-    default = []
-    for i, (c, co, hw) in enumerate([(1, 16, 28), (16, 32, 14), (32, 32, 14), (32, 64, 7), (64, 64, 7)]):
-        default += [_conv(f"conv {c}->{co} 3x3 p1", c, hw, hw, co, 3, 1, bias=False, first=i == 0),
-                    dict(kind="bn", name="batchnorm", c=co, hw=hw * hw),
-                    dict(kind="relu", name="relu", n=co * hw * hw)]
-        if i in (0, 2):
-            default.append(dict(kind="maxpool", name="maxpool 2", c=co, h=hw, w=hw))
-    default += [dict(kind="gap", name="global avg pool", c=64, hw=49),
-                dict(kind="dense", name="dense 64->10", i=64, o=10),
-                dict(kind="loss", name="softmax xent", n=10)]
-    return {"default": default, "keras-mnist": keras}
+def _layer(model, node):
+    """The estimate's description of one graph node: a list of dicts (a fused activation is its own
+    launch, so its own entry); shapes exclude the batch axis."""
+    from edgecnn import layers as L
+    lay = node.layer
+    (c, *hw), out = model._shapes[node.ins[0]], model._shapes[node.out]
+    size = int(np.prod(out))
+    name = type(lay).__name__
+    if isinstance(lay, L.Conv2D):
+        if lay.groups != 1:
+            raise NotImplementedError("the estimate covers groups=1 convolutions only")
+        kh, kw = lay.kernel_size
+        d = [dict(kind="conv", name=f"conv {c}->{out[0]} {kh}x{kw}", c=c, h=hw[0], w=hw[1], co=out[0],
+                  kk=kh * kw,
+                  oh=out[1], ow=out[2], bias=lay.use_bias, first=not model._requires_grad[node.ins[0]])]
+    elif isinstance(lay, L.BatchNorm2D):
+        d = [dict(kind="bn", name="batchnorm", c=c, hw=size // c)]
+    elif isinstance(lay, L.MaxPool2D):
+        d = [dict(kind="maxpool", name="maxpool", x=c * hw[0] * hw[1], y=size)]
+    elif isinstance(lay, L.GlobalAvgPool2D):
+        d = [dict(kind="gap", name="global avg pool", c=c, hw=hw[0] * hw[1])]
+    elif isinstance(lay, L.Dense):
+        d = [dict(kind="dense", name=f"dense {c}->{out[0]}", i=c, o=out[0], bias=lay.use_bias)]
+    elif isinstance(lay, L.Dropout):
+        d = [dict(kind="dropout", name="dropout", n=size)]
+    elif isinstance(lay, (L.Flatten, L.Activation)):
+        d = []  # Flatten: a view; Activation: its entry is added below
+    else:
+        raise NotImplementedError(f"the estimate has no model of {name}")
+    act = getattr(lay, "activation", None)
+    if act is not None:
+        d.append(dict(kind="relu", name=act, n=size))  # relu, tanh, ...: one elementwise launch each way
+    return d
+
+
+def models(names=ZOO):
+    """{name: layer list} of zoo models, read from their edgecnn graphs (built on the CPU: no kernel
+    runs and no GPU is needed), ending with the softmax cross-entropy."""
+    from edgecnn import models as zoo
+    out = {}
+    for name in names:
+        m = zoo.build(name)
+        layers = [d for node in m._nodes for d in _layer(m, node)]
+        out[name] = layers + [dict(kind="loss", name="softmax xent", n=int(np.prod(m.output_shape)))]
+    return out
 
 
 def params(layers):
     n = 0
     for L in layers:
         if L["kind"] == "conv":
-            n += L["co"] * L["c"] * L["k"] ** 2 + (L["co"] if L["bias"] else 0)
+            n += L["co"] * L["c"] * L["kk"] + (L["co"] if L["bias"] else 0)
         elif L["kind"] == "dense":
-            n += L["o"] * L["i"] + L["o"]
+            n += L["o"] * L["i"] + (L["o"] if L["bias"] else 0)
         elif L["kind"] == "bn":
             n += 2 * L["c"]
     return n
@@ -84,14 +114,14 @@ def kernels(L, B, training):
     if k == "conv":
         x = B * L["c"] * L["h"] * L["w"]
         y = B * L["co"] * L["oh"] * L["ow"]
-        wn = L["co"] * L["c"] * L["k"] ** 2
-        fl = 2.0 * y * L["c"] * L["k"] ** 2
+        wn = L["co"] * L["c"] * L["kk"]
+        fl = 2.0 * y * L["c"] * L["kk"]
         out.append(("conv fwd", fl, True, (x + wn + y) * F32))
         if training:
             if not L["first"]:
                 out.append(("conv bwd input", fl, True, (y + wn + x) * F32))
             out.append(("conv bwd weight", fl, True, (y + x + wn) * F32))
-            blocks = -(-L["co"] // 16) * -(-L["c"] * L["k"] ** 2 // 16)
+            blocks = -(-L["co"] // 16) * -(-L["c"] * L["kk"] // 16)
             slices = _split_k(blocks, B * L["oh"] * L["ow"])
             if slices > 1:  # split-K partial sums, then the fixed-order sum over slices
                 out.append(("conv gw slice sum", slices * wn, False, (slices + 1) * wn * F32))
@@ -103,15 +133,16 @@ def kernels(L, B, training):
         out.append(("dense fwd", fl, True, (x + wn + y) * F32))
         if training:
             out += [("dense bwd input", fl, True, (y + wn + x) * F32),
-                    ("dense bwd weight", fl, True, (y + x + wn) * F32), ("dense bwd bias", y, False, y * F32)]
+                    ("dense bwd weight", fl, True, (y + x + wn) * F32)]
+            if L["bias"]:
+                out.append(("dense bwd bias", y, False, y * F32))
     elif k == "relu":
         n = B * L["n"]
-        out.append(("relu fwd", n, False, 2 * n * F32))
+        out.append((f"{L['name']} fwd", n, False, 2 * n * F32))
         if training:
-            out.append(("relu bwd", n, False, 3 * n * F32))
+            out.append((f"{L['name']} bwd", n, False, 3 * n * F32))
     elif k == "maxpool":
-        x = B * L["c"] * L["h"] * L["w"]
-        y = x // 4
+        x, y = B * L["x"], B * L["y"]
         out.append(("maxpool fwd", x, False, (x + 2 * y) * F32))       # y and int32 argmax
         if training:
             out.append(("maxpool bwd", x, False, (2 * y + x) * F32))
@@ -139,6 +170,10 @@ def kernels(L, B, training):
     return out
 
 
+def _backward(kernel):
+    return "bwd" in kernel or "slice sum" in kernel or kernel.startswith("adam")
+
+
 def estimate(name, layers, B, training, bw, peak, eff, launch_us):
     rows = [kv for L in layers for kv in kernels(L, B, training)]
     if training:  # Adam on the device: read p, g, m, v; write p, m, v (one elementwise launch per tensor)
@@ -148,14 +183,21 @@ def estimate(name, layers, B, training, bw, peak, eff, launch_us):
         rows.append((f"adam ({ntensors} tensors)", 10.0 * p, False, 7 * p * F32))
         launches = len(rows) - 1 + ntensors
     else:
-        launches = len(rows)
+        launches, ntensors = len(rows), 0
     flops = sum(r[1] for r in rows)
     bytes_ = sum(r[3] for r in rows)
     t_math = sum(r[1] / (peak * (eff if r[2] else 1.0)) for r in rows)
     t_mem = sum(r[3] / bw for r in rows)
     t_gpu = sum(max(r[1] / (peak * (eff if r[2] else 1.0)), r[3] / bw) for r in rows)
     t_launch = launches * launch_us * 1e-6
-    t = max(t_gpu, t_launch)   # launches are asynchronous: the host and the GPU overlap
+    # Launches are asynchronous, so host and GPU overlap, except that Model.train_step reads the loss back
+    # (a sync) between the forward pass + loss and the backward pass + optimizer: each half overlaps alone.
+    t = 0.0
+    for half in (False, True):
+        part = [r for r in rows if _backward(r[0]) == half]
+        n = len(part) if not half else len(part) - 1 + ntensors if training else 0
+        gpu = sum(max(r[1] / (peak * (eff if r[2] else 1.0)), r[3] / bw) for r in part)
+        t += max(gpu, n * launch_us * 1e-6)
     return dict(model=name, batch=B, training=training, flops=flops, bytes=bytes_, launches=launches,
                 t_math_ms=t_math * 1e3, t_mem_ms=t_mem * 1e3, t_gpu_ms=t_gpu * 1e3,
                 t_launch_ms=t_launch * 1e3, t_ms=t * 1e3, images_per_s=B / t,
@@ -182,13 +224,14 @@ def print_estimates(args):
 
 
 # ----------------------------------------------------------------------------------------- measurements
-def _gpu_reason():
+def _gpu_reason(smoke=False):
+    """None when the measurements can run, else why not (the simulator is accepted for --smoke only)."""
     try:
         from edgecnn.kernels.cuda import _device
     except Exception as e:
         return f"edgecnn.kernels.cuda cannot be imported ({e})"
     if _device.simulator_enabled():
-        return "NUMBA_ENABLE_CUDASIM=1 (the simulator is not a benchmark)"
+        return None if smoke else "NUMBA_ENABLE_CUDASIM=1 (the simulator is no benchmark; --smoke runs on it)"
     try:
         _device.require_cuda("benchmarks/cuda.py")
     except Exception as e:
@@ -196,93 +239,13 @@ def _gpu_reason():
     return None
 
 
-def measure(args):
-    import numpy as np
-    from numba import cuda
-
-    from _timing import interleaved
-    from edgecnn.kernels.cuda import conv as gconv, dense as gdense, pool as gpool
-    from kernels import BATCH, CONV_SHAPES, POOL_SHAPE
-
-    torch = None
-    try:
-        import torch as _t
-        torch = _t if _t.cuda.is_available() else None
-    except ImportError:
-        pass
-
-    def sync_torch(f):
-        def g():
-            f()
-            torch.cuda.synchronize()
-        return g
-
-    def sync(f):
-        def g():
-            f()
-            cuda.synchronize()
-        return g
-
-    rng = np.random.default_rng(0)
-    rows = []
-    for label, (c, h, w), co, k, pad in CONV_SHAPES:
-        x = rng.standard_normal((BATCH, c, h, w)).astype(np.float32)
-        wt = rng.standard_normal((co, c, k, k)).astype(np.float32)
-        b = rng.standard_normal(co).astype(np.float32)
-        dx, dw, db = cuda.to_device(x), cuda.to_device(wt), cuda.to_device(b)
-        pads = ((pad, pad), (pad, pad))
-        y = gconv.conv2d_forward(dx, dw, db, (1, 1), pads, (1, 1), 1, False)
-        gy = cuda.to_device(rng.standard_normal(y.shape).astype(np.float32))
-        gx, gw, gb = gconv.conv2d_backward(gy, dx, dw, (1, 1), pads, (1, 1), 1, False)
-        fns = {"edgecnn_fwd": sync(lambda: gconv.conv2d_forward(dx, dw, db, (1, 1), pads, (1, 1), 1, False,
-                                                                y)),
-               "edgecnn_bwd": sync(lambda: gconv.conv2d_backward(gy, dx, dw, (1, 1), pads, (1, 1), 1, False,
-                                                                 True, True, gx, gw, gb))}
-        if torch is not None:
-            tx = torch.tensor(x, device="cuda", requires_grad=True)
-            tw = torch.tensor(wt, device="cuda", requires_grad=True)
-            tb = torch.tensor(b, device="cuda", requires_grad=True)
-            tgy = torch.tensor(gy.copy_to_host(), device="cuda")
-            F = torch.nn.functional
-            fns["torch_fwd"] = sync_torch(lambda: F.conv2d(tx.detach(), tw.detach(), tb.detach(),
-                                                           padding=pad))
-            fns["torch_bwd"] = sync_torch(lambda: torch.autograd.grad(F.conv2d(tx, tw, tb, padding=pad),
-                                                                      (tx, tw, tb), tgy))
-        flop = 2.0 * y.size * c * k * k
-        rows.append((f"conv {label}", flop, interleaved(fns, repeats=args.repeats)))
-    x = cuda.to_device(rng.standard_normal(POOL_SHAPE).astype(np.float32))
-    y, am = gpool.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
-    gx = gpool.max_pool2d_backward(y, am, POOL_SHAPE)
-    fns = {"edgecnn_fwd": sync(lambda: gpool.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), y, am)),
-           "edgecnn_bwd": sync(lambda: gpool.max_pool2d_backward(y, am, POOL_SHAPE, gx,
-                                                                 settings=((2, 2), (2, 2), (0, 0))))}
-    rows.append((f"maxpool2x2 {POOL_SHAPE}", 0, interleaved(fns, repeats=args.repeats)))
-    xd = cuda.to_device(rng.standard_normal((BATCH, 9216)).astype(np.float32))
-    wd = cuda.to_device(rng.standard_normal((128, 9216)).astype(np.float32))
-    yd = gdense.dense_forward(xd, wd)
-    gyd = cuda.to_device(np.ones((BATCH, 128), np.float32))
-    outs = gdense.dense_backward(gyd, xd, wd)
-    fns = {"edgecnn_fwd": sync(lambda: gdense.dense_forward(xd, wd, None, yd)),
-           "edgecnn_bwd": sync(lambda: gdense.dense_backward(gyd, xd, wd, True, True, *outs))}
-    rows.append(("dense 9216->128", 2.0 * BATCH * 9216 * 128, interleaved(fns, repeats=args.repeats)))
-    head = f"kernel (batch {BATCH})"
-    print(f"\n{head:34} {'fwd ms':>8} {'GF/s':>7} {'bwd ms':>8} {'torch fwd':>9} {'ratio':>6}")
-    out = []
-    for label, flop, res in rows:
-        f, bk = res["edgecnn_fwd"]["median"], res["edgecnn_bwd"]["median"]
-        tf = res.get("torch_fwd", {}).get("median")
-        gf = flop / f / 1e9 if flop else float("nan")
-        print(f"{label:34} {f * 1e3:8.3f} {gf:7.1f} {bk * 1e3:8.3f} "
-              f"{'' if tf is None else f'{tf * 1e3:9.3f}':>9} {'' if tf is None else f'{f / tf:6.2f}':>6}")
-        out.append(dict(kernel=label, fwd_s=f, bwd_s=bk, torch_fwd_s=tf, flop=flop))
-    return out
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--json", default=str(HERE / "results" / "cuda.json"))
     p.add_argument("--estimate-only", action="store_true", help="skip the GPU measurements")
+    p.add_argument("--smoke", action="store_true",
+                   help="every measurement once, tiny shapes, no PyTorch (allowed under the simulator)")
     p.add_argument("--bandwidth-gbs", type=float, default=360.0, help="assumed DRAM bandwidth (RTX 3060)")
     p.add_argument("--peak-tflops", type=float, default=12.7, help="assumed FP32 peak (RTX 3060)")
     p.add_argument("--gemm-efficiency", type=float, default=0.12,
@@ -291,9 +254,11 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128, help="training batch (edgecnn train's default)")
     args = p.parse_args(argv)
     result = {"time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "measured": None}
-    reason = "--estimate-only" if args.estimate_only else _gpu_reason()
+    reason = "--estimate-only" if args.estimate_only else _gpu_reason(args.smoke)
     if reason is None:
-        result["measured"] = measure(args)
+        import _cuda_measure
+        result["measured"] = _cuda_measure.run(args.repeats, smoke=args.smoke)
+        result["smoke"] = args.smoke
     else:
         print(f"CUDA benchmarks skipped: {reason}")
         result["skipped"] = reason
