@@ -7,8 +7,11 @@ Stages (both sides): gray (cv2.cvtColor on both), paper (local paper brightness 
 binarize+components (ink relative to the paper, threshold, 8-connected components), candidates (stroke
 merging and size/aspect/fill filters: the same compiled function on both sides, fed each side's
 components), normalize (MNIST-style 28x28 per candidate), inference (the same classifier on both sides,
-one batch). The OpenCV side: resize INTER_AREA + dilate + resize INTER_LINEAR for the paper, compare,
-connectedComponentsWithStats, and per candidate crop + resize INTER_AREA + moments + shift.
+one batch: on the CPU a few digits take edgecnn.inference's fast path). The OpenCV side: resize
+INTER_AREA + dilate + resize INTER_LINEAR for the paper, compare, connectedComponentsWithStats, and per
+candidate crop + resize INTER_AREA + moments + shift.
+After the frames, the classifier call alone on the same batches, interleaved with the same batch through
+Model.predict (the general executor the classifier used before the fast path), as a same-run reference.
 Frames come from tests/livevideo.py (real MNIST test digits on an unevenly lit, noisy page).
 """
 import argparse
@@ -61,10 +64,13 @@ class Ours:
             t7 = c()
             self.dd.normalize(gray, paper, runs, boxes, cand)
             t.setdefault(DIGITS, []).append((c() - t7) * 1e3)
+        self.last_batch = batch
         return boxes, idx
 
 
 DIGITS = "normalize via digits.to_mnist_28"
+ALONE = "classifier.predict alone"
+EXECUTOR = "inference via Model.predict"
 
 
 class OpenCVOnly:
@@ -190,6 +196,17 @@ def main(argv=None):
         order = list(sides) if i % 2 == 0 else list(sides)[::-1]
         out = {n: sides[n].run(f, times[n]) for n in order}
         agree += len(out["edgecnn"][0]) == len(out["opencv"][0]) == len(truth[i % len(frames)])
+    batches = []
+    for f in frames:  # the classifier alone vs the general executor on the same batches, interleaved
+        sides["edgecnn"].run(f, {k: [] for k in (*STAGES, "total")})
+        batches.append(sides["edgecnn"].last_batch)
+    fast, general = [], []
+    for i in range(a.frames):
+        b = batches[i % len(batches)]
+        for k in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            clf.predict(b) if k == 0 else clf.model.predict(clf.prepare(b))
+            (fast, general)[k].append((time.perf_counter() - t0) * 1e3)
     res = {n: {k: stats_of(v) for k, v in t.items()} for n, t in times.items()}
     pre = {n: [sum(x) for x in zip(*(times[n][k] for k in STAGES[:-1]))] for n in sides}
     for n in sides:
@@ -205,6 +222,12 @@ def main(argv=None):
     d = stats_of(times["edgecnn"][DIGITS])
     res["edgecnn"][DIGITS] = d
     print(f"{DIGITS:<28}{d['median']:>12.3f}{d['p95']:>9.3f}   (the same candidates; not in total)")
+    d = res["edgecnn"][ALONE] = stats_of(fast)
+    e = res["edgecnn"][EXECUTOR] = stats_of(general)
+    print(f"{ALONE:<28}{d['median']:>12.3f}{d['p95']:>9.3f}   (the same batches, "
+          f"interleaved with:)")
+    print(f"{EXECUTOR:<28}{e['median']:>12.3f}{e['p95']:>9.3f}   (the general executor, as before the "
+          f"fast path)")
     print(f"frames where both sides found exactly the 4 digits: {agree}/{a.frames}")
     target = res["edgecnn"]["total"]["median"]
     print(f"target: median <= 2 ms per frame: {'met' if target <= 2.0 else 'MISSED'} ({target:.3f} ms)")
