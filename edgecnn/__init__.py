@@ -12,9 +12,10 @@ _SUBMODULES = {"kernels", "layers", "graph", "optim", "data", "train", "io", "fi
 __all__ = ["__version__", "load", *sorted(_SUBMODULES)]
 
 
-def load(path):
-    """Load a model file written by ``edgecnn train`` / ``Model.save`` (see ``edgecnn.io``)."""
-    return _import_module(".io", __name__).load(path)
+def load(path, device="cpu"):
+    """Load a model file written by ``edgecnn train`` (see ``edgecnn.io.load``); ``device`` is "cpu",
+    "cuda" or "auto"."""
+    return _import_module(".io", __name__).load(path, device=device)
 
 
 def __getattr__(name):
