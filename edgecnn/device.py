@@ -101,10 +101,10 @@ class CudaDevice(Device):
         self._tensor.fill(a, value)
 
     def put(self, dst, host):
-        dst.copy_to_device(np.ascontiguousarray(host))
+        dst.copy_to_device(_plain(host))
 
     def from_host(self, host):
-        return self._cuda.to_device(np.ascontiguousarray(host))
+        return self._cuda.to_device(_plain(host))
 
     def to_host(self, a, out=None):
         if isinstance(a, np.ndarray):
@@ -113,6 +113,13 @@ class CudaDevice(Device):
 
     def all_finite(self, a):
         return self._tensor.all_finite(a)
+
+
+def _plain(host):
+    """``host`` as a C-contiguous array with ordinary strides: NumPy calls an array with a 0 stride on a
+    length-1 axis (``a[:, None]`` of a broadcast) contiguous, but numba's copy_to_device drops that axis."""
+    a = np.ascontiguousarray(host)
+    return a.copy() if 0 in a.strides else a
 
 
 CPU = Device()
