@@ -46,9 +46,10 @@ RECIPES = {
     # 99.26-99.28%). Longer recipe: --epochs 8 (99.46%).
     "default": dict(epochs=5, batch_size=128, optimizer="adam", lr=3e-3, schedule="one_cycle", warmup=0.0,
                     augment=True),
-    # The course model: Adam 1e-3 as in the reference runs, annealed (cosine) so 5 epochs end at a low lr.
+    # The course model: Adam 1e-3 as in the reference runs, annealed (cosine) so 5 epochs end at a low lr;
+    # with augmentation 99.19% test in 5 epochs (98.84% without: its 1.2 M parameters overfit).
     "keras-mnist": dict(epochs=5, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine",
-                        warmup=0.0, augment=False),
+                        warmup=0.0, augment=True),
     "lenet5": dict(epochs=10, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine", warmup=0.0,
                    augment=False),
 }
