@@ -11,9 +11,11 @@
 Every buffer is allocated once for ``max_batch`` images; a larger batch runs in chunks of ``max_batch``.
 Settings are validated once, when the plan is built: a call checks its input, then goes straight to the
 compiled kernels below and NumPy's matmul, all on the calling thread, with NumPy's OpenBLAS held to one
-thread for the call. At these sizes one thread beats waking thread pools once per layer: measured on
-2 shared cores, default model, batch 4: 0.6-0.7 ms, against 23 ms letting OpenBLAS use 2 threads and
-1.6-4 ms (p95 7-90 ms) for Model.predict. A plan serves one thread at a time (its buffers are shared).
+thread for the call. At these sizes one thread wins, measured on 2 cores shared with other work, default
+model, batch 4: 0.54-0.7 ms (p95 0.8-1.8 ms); letting OpenBLAS use 2 threads, 23 ms; two halves of the
+batch on 2 threads with one join per call, 0.7-1.05 ms (p95 3.4-4.6 ms); Model.predict, which wakes a
+thread pool per layer, 1.6-67 ms (p95 7-90 ms). A plan serves one thread at a time (its buffers are
+shared).
 
 Covered: chains (``model.is_chain()``) of Conv2D (groups=1; any stride, padding, dilation), Dense,
 BatchNorm2D right after one of them, MaxPool2D right after a conv step, Flatten, Dropout, and the
@@ -380,10 +382,6 @@ class InferencePlan:
             if p.value is not v:
                 return False
         return _all_equal(self._flat, self._copies)
-
-    def refresh(self):
-        """Fold the parameters again (also decides the fast path or the fallback again)."""
-        self._build()
 
     def _check(self, x):
         if not isinstance(x, np.ndarray):
