@@ -28,13 +28,11 @@ The plan copies (folds) the parameters when built and checks on every call that 
 are still the arrays, with the values, it folded (one compiled comparison, ~10 us for the default model);
 after ``load_state_dict``, an optimizer step or ``model.to(...)`` it folds again (or falls back).
 """
-import ctypes
-import os
-
 import numpy as np
 
-from ._jit import njit
 from . import layers as L
+from ._blas import numpy_openblas
+from ._jit import njit
 
 _NEG_INF = np.float32(-np.inf)
 _F0 = np.float32(0)
@@ -43,47 +41,6 @@ _ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
 
 class Unsupported(Exception):
     """The model has a layer or a shape this plan does not cover (the message says which)."""
-
-
-_BLAS = None
-
-
-def _numpy_blas():
-    """(get_num_threads, set_num_threads) of the OpenBLAS NumPy's matmul calls, or () if none is found.
-
-    NumPy's own copy (in its wheel's folders) is preferred to any other loaded OpenBLAS: OpenCV's wheel
-    loads its own first, and setting that one's threads leaves NumPy's matmul waking a second thread
-    (measured with cv2 imported, 2 cores busy with other work: 23 ms a plan call instead of 0.7 ms)."""
-    global _BLAS
-    if _BLAS is not None:
-        return _BLAS
-    own = (os.path.dirname(np.__file__), os.path.dirname(np.__file__) + ".libs")
-    paths = []
-    try:
-        with open("/proc/self/maps") as f:  # Linux: the libraries actually loaded
-            paths = [line.split()[-1] for line in f if "openblas" in line.lower()]
-    except OSError:
-        pass
-    for d in (own[1], os.path.join(own[0], ".dylibs")):  # Linux and macOS wheels
-        if os.path.isdir(d):
-            paths += [os.path.join(d, n) for n in sorted(os.listdir(d)) if "openblas" in n.lower()]
-    paths = sorted(dict.fromkeys(p for p in paths if p.startswith("/")), key=lambda p: not p.startswith(own))
-    _BLAS = ()
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"),
-                               ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                _BLAS = (get, put)
-                return _BLAS
-    return _BLAS
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -403,10 +360,10 @@ class InferencePlan:
             return self.model.predict(x)
         n = x.shape[0]
         out = np.empty((n,) + self.output_shape, np.float32)
-        blas = _numpy_blas()
+        blas = numpy_openblas()
         threads = blas[0]() if blas else 1
         if threads != 1:
-            blas[1](1)  # one thread for these small GEMMs (see _numpy_blas); restored below
+            blas[1](1)  # one thread for these small GEMMs (see edgecnn._blas); restored below
         try:
             for lo in range(0, n, self.max_batch):
                 m = min(self.max_batch, n - lo)

@@ -582,8 +582,8 @@ def _blas_one_thread():
     """OpenBLAS to one thread for the run (its spinning pool fights Numba's threads: 48 ms vs 0.43 ms
     for lenet5's dense forward, measured by the graph engineer); returns the function that restores it."""
     try:
-        from .kernels._conv_threads import _find_openblas
-        blas = _find_openblas()
+        from ._blas import numpy_openblas
+        blas = numpy_openblas()
     except Exception:  # optional: without it training still works, only slower on a busy machine
         blas = ()
     if not blas:

@@ -8,59 +8,27 @@ contiguous slices as Numba has threads, runs serial (nogil) Numba kernels and si
 OpenBLAS GEMMs on each slice in a persistent thread pool, and synchronises once.
 
 OpenBLAS is told to use one thread for the duration of the call (through the same C entry points
-threadpoolctl uses, found in the loaded NumPy OpenBLAS), and its previous setting is restored.
+threadpoolctl uses, see edgecnn._blas), and its previous setting is restored.
 If no OpenBLAS is found (NumPy on MKL or Accelerate) conv still works, only less predictably.
 """
-import ctypes
-import glob
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
-import numpy as np
+
+from .._blas import numpy_openblas
 
 _lock = threading.Lock()
 _pool = None
 _pool_size = 0
 _pool_pid = None
-_blas = None  # (get, set) or () when unavailable
 _blas_depth = 0  # conv calls in flight (any thread)
 _blas_prev = None
 
 
 def _find_openblas():
-    global _blas
-    if _blas is not None:
-        return _blas
-    candidates = []
-    try:
-        with open("/proc/self/maps") as f:  # Linux: the libraries actually loaded
-            for line in f:
-                path = line.split()[-1]
-                if path.startswith("/") and "openblas" in os.path.basename(path).lower():
-                    candidates.append(path)
-    except OSError:
-        pass
-    candidates = list(dict.fromkeys(candidates))
-    base = os.path.dirname(os.path.dirname(np.__file__))
-    candidates += glob.glob(os.path.join(base, "numpy.libs", "*openblas*"))
-    candidates += glob.glob(os.path.join(os.path.dirname(np.__file__), ".dylibs", "*openblas*"))
-    for path in candidates:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                _blas = (get, put)
-                return _blas
-    _blas = ()
-    return _blas
+    return numpy_openblas()
 
 
 def _executor(workers):
