@@ -8,15 +8,21 @@ row-filtered) rows, so every source row is converted once per block.
 Arithmetic is chosen to reproduce OpenCV bit for bit on uint8:
 * integer kernels whose partial sums stay below 2**24 accumulate exactly in int32 (OpenCV's float
   sums are exact there too), then saturate;
-* other uint8 kernels accumulate in float32 in raster tap order with no FMA (the float64 round trips
-  below stop LLVM from contracting), then round half to even like cvRound;
+* other uint8 kernels accumulate in float32 in raster tap order as OpenCV's filter2D does on x86
+  with FMA: fused multiply-adds in its SIMD lanes (the first W*C - W*C % 4 values of a row), a
+  separate multiply and add in its scalar tail (the last W*C % 4), then round half to even like
+  cvRound;
 * GaussianBlur uint8 is Q8 x Q8 fixed point, rounded (v + 2**15) >> 16;
 * blur uint8 divides with OpenCV's multiply-shift (area <= 256) or its float32/double scaling.
 """
+import numba
 import numpy as np
+from llvmlite import ir
 from numba import prange
+from numba.core import types
+from numba.extending import intrinsic
 
-from ._jit import njit
+from ._jit import _OPTIONS, njit
 
 # Border modes (codes shared with filters.py).
 REFLECT101, CONSTANT, REPLICATE = 0, 1, 2
@@ -306,16 +312,35 @@ def _corr2d(src, W, cn, gray, is_u8, rowmap, colmap, left, rstart, offs, w, kh, 
             _post(acc, out[y], WC, POST_SATURATE, 0, 0, is_u8)
 
 
+@intrinsic
+def _fma32(typingctx, a, b, c):
+    """a * b + c on float32 values rounded once (llvm.fma.f32: vfmadd in vector loops)."""
+    if not (a == types.float32 and b == types.float32 and c == types.float32):
+        return None
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32] * 3))
+        return builder.call(fn, args)
+    return sig, codegen
+
+
 def _corr2d_u8float(src, W, cn, gray, rowmap, colmap, left, ti, tj, tk, kh, kw, out, nchunks):
-    """uint8 -> uint8 with a general float32 kernel, summed like OpenCV's filter2D (raster tap
-    order, float32, no FMA: the float64 round trips forbid contraction), then cvRound + saturate."""
+    """uint8 -> uint8 with a general float32 kernel, summed like cv2.filter2D (FilterVec_8u and
+    its scalar tail): float32 from 0 in raster tap order, each tap a fused multiply-add in the first
+    WC - WC % 4 values of a row (OpenCV's v_muladd lanes), a multiply then an add in the last
+    WC % 4 (its scalar loop); then cvRound + saturate. Compiled without fast-math (no
+    contraction, no reassociation), so the tail's multiply and add stay two roundings."""
     H = out.shape[0]
     L = (W + kw - 1) * cn
     WC = W * cn
+    n4 = WC - WC % 4
     for c in prange(nchunks):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((kh, L), np.float32)
         acc = np.empty(WC, np.float32)
+        av, at = acc[0:n4], acc[n4:WC]
         for p in range(y0, y0 + kh - 1):
             load_row(src, rowmap[p], colmap, left, W, cn, gray, True, ring[p % kh])
         for y in range(y0, y1):
@@ -323,12 +348,14 @@ def _corr2d_u8float(src, W, cn, gray, rowmap, colmap, left, ti, tj, tk, kh, kw, 
             load_row(src, rowmap[p], colmap, left, W, cn, gray, True, ring[p % kh])
             acc[:] = 0
             for t in range(tk.shape[0]):
-                k = np.float64(tk[t])
+                k = tk[t]
                 o = tj[t] * cn
-                b = ring[(y + ti[t]) % kh][o:o + WC]
-                for x in range(WC):
-                    prod = np.float32(k * np.float64(b[x]))
-                    acc[x] = np.float32(np.float64(acc[x]) + np.float64(prod))
+                b = ring[(y + ti[t]) % kh]
+                bv, bt = b[o:o + n4], b[o + n4:o + WC]
+                for x in range(n4):
+                    av[x] = _fma32(k, bv[x], av[x])
+                for x in range(WC - n4):
+                    at[x] = at[x] + k * bt[x]
             orow = out[y]
             for x in range(WC):
                 orow[x] = _round_sat_u8(acc[x])
@@ -638,88 +665,108 @@ def _k3sep(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchun
 
 
 @njit
-def _box_row(src, r, colmap, W, gray, slot):
-    """Source row r as uint8 values (gray rows converted into ``slot``)."""
-    if gray:
-        load_row(src, r, colmap, 0, W, 1, True, True, slot)
-        return slot
-    return src[r]
+def _gray_u8(row, W, dst):
+    """cvtColor BGR2GRAY of one uint8 row (Q15 weights), into dst[:W]."""
+    for x in range(W):
+        dst[x] = (np.int32(row[3 * x]) * 3735 + np.int32(row[3 * x + 1]) * 19235
+                  + np.int32(row[3 * x + 2]) * 9798 + 16384) >> 15
 
 
 def _box16(src, W, cn, gray, rowmap, colmap, kh, kw, post, p0, p1, out, nchunks):
     """uint8 box filter with area <= 256 (every window sum fits uint16): per thread block a running
-    column sum over the W*cn values (add the row entering the window, subtract the one leaving;
-    source rows are read in place, no padded copies), its border columns from the column map, then
-    kw shifted adds and OpenCV's division per output row. Cost per row is flat in kh."""
+    column sum S over the padded W*cn values (add the row entering the window, subtract the one
+    leaving; source rows are read in place, fused-gray rows kept in a ring of kh + 1), its border
+    columns from the column map, then the kw shifted adds and OpenCV's division per output row.
+    Cost per row is flat in kh. C0..C2 (compile-time) give the division as ((s + C0) * C1 >> 16)
+    >> C2 (POST_MULHI): with C2 == 0 it is one 16-bit multiply-high per value; otherwise the
+    high half goes through a uint16 line first, which keeps LLVM from merging the two shifts
+    into a 32-bit multiply. Area 2 is the only one whose division can give 256 (two 255s): OpenCV
+    saturates it in its 16-lane SIMD blocks and wraps it to 0 in the row tail; so does this."""
     H = out.shape[0]
     WC = W * cn
     left = kw // 2
     L = (W + kw - 1) * cn
+    n16 = (WC // 16) * 16 if kh * kw == 2 else 0  # values that saturate instead of wrapping
     for c in prange(nchunks):
         y0, y1 = _chunk(c, nchunks, H)
         S = np.zeros(L, np.uint16)
         Sw = S[left * cn:left * cn + WC]
-        acc = np.empty(WC, np.uint16)
-        slots = np.empty((kh + 1, WC if gray else 1), np.uint8)  # gray rows still in the window
+        t = np.empty(WC, np.uint16)
+        g = np.empty((kh + 1, WC if gray else 1), np.uint8)  # fused-gray rows still in the window
         for p in range(y0, y1 + kh - 1):
-            # the row entering the window and (after the first window) the one leaving it;
-            # rows outside a constant border (index < 0) add nothing
             ri = rowmap[p]
-            ro = rowmap[p - kh] if p >= y0 + kh else -1
-            if ri >= 0 and ro >= 0:
-                a = _box_row(src, ri, colmap, W, gray, slots[p % (kh + 1)])
-                b = _box_row(src, ro, colmap, W, gray, slots[(p - kh) % (kh + 1)]) if not gray \
-                    else slots[(p - kh) % (kh + 1)]
+            ro = rowmap[p - kh] if p >= y0 + kh else -1  # the first window starts from S = 0
+            if gray:
+                if ri >= 0:
+                    _gray_u8(src[ri], W, g[p % (kh + 1)])
+                a = g[p % (kh + 1)]
+                b = g[(p - kh) % (kh + 1)]
+            else:
+                a = src[max(ri, 0)]
+                b = src[max(ro, 0)]
+            if ri >= 0 and ro >= 0:  # rows outside a constant border (index < 0) add nothing
                 for x in range(WC):  # uint16 wrap-around is exact: the window sum fits
                     Sw[x] += np.uint16(a[x]) - np.uint16(b[x])
             elif ri >= 0:
-                a = _box_row(src, ri, colmap, W, gray, slots[p % (kh + 1)])
                 for x in range(WC):
                     Sw[x] += np.uint16(a[x])
             elif ro >= 0:
-                b = src[ro] if not gray else slots[(p - kh) % (kh + 1)]
                 for x in range(WC):
                     Sw[x] -= np.uint16(b[x])
             y = p - (kh - 1)
             if y < y0:
                 continue
-            _fill_border_cols(S, colmap, left, W, cn)
+            for q in range(kw - 1):  # border columns of S (inline: a call per row cost ~20 ns)
+                pc = q if q < left else W + q
+                sc = colmap[pc]
+                for ch in range(cn):
+                    S[pc * cn + ch] = 0 if sc < 0 else S[(left + sc) * cn + ch]
             o = out[y]
-            if post == POST_MULHI and (kw == 3 or kw == 5):
+            if post == POST_MULHI and (kw == 3 or kw == 5):  # the benchmark sizes: one or two loops
+                s0, s1, s2 = S[0:WC], S[cn:cn + WC], S[2 * cn:2 * cn + WC]
+                s3, s4 = S[(kw - 2) * cn:(kw - 2) * cn + WC], S[(kw - 1) * cn:(kw - 1) * cn + WC]
+                # C2 == 0: one 16-bit multiply-high per value; else LLVM merges the two shifts and
+                # multiplies in 32-bit lanes (a uint16 line between them did not vectorize)
                 if kw == 3:
-                    s0, s1, s2 = S[0:WC], S[cn:cn + WC], S[2 * cn:2 * cn + WC]
                     for x in range(WC):
                         v = np.uint16(s0[x] + s1[x] + s2[x] + np.uint16(C0))
                         o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
                 else:
-                    s0, s1, s2 = S[0:WC], S[cn:cn + WC], S[2 * cn:2 * cn + WC]
-                    s3, s4 = S[3 * cn:3 * cn + WC], S[4 * cn:4 * cn + WC]
                     for x in range(WC):
                         v = np.uint16(s0[x] + s1[x] + s2[x] + s3[x] + s4[x] + np.uint16(C0))
                         o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
                 continue
-            acc[:] = S[0:WC]
+            t[:] = S[0:WC]
             for j in range(1, kw):
                 sj = S[j * cn:j * cn + WC]
                 for x in range(WC):
-                    acc[x] += sj[x]
+                    t[x] += sj[x]
+            # the tails run over slices: a loop starting at a runtime index does not vectorize
+            ot, tt = o[n16:WC], t[n16:WC]
             if post == POST_SATURATE:  # area 1
                 for x in range(WC):
-                    o[x] = acc[x]
+                    o[x] = t[x]
             elif post == POST_MULHI:
                 for x in range(WC):
-                    v = np.uint16(acc[x] + np.uint16(C0))
-                    o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
+                    t[x] = (np.uint32(np.uint16(t[x] + np.uint16(C0))) * np.uint32(C1)) >> 16
+                for x in range(n16):
+                    o[x] = min(np.uint16(t[x] >> C2), np.uint16(255))
+                for x in range(WC - n16):
+                    ot[x] = tt[x] >> C2
             else:  # POST_BOX_DIV: (s + p0) * p1 >> 23 < 2**32 for areas <= 256
                 dl = np.uint32(p0)
                 mul = np.uint32(p1)
-                for x in range(WC):
-                    o[x] = np.uint32((np.uint32(acc[x]) + dl) * mul) >> 23
+                for x in range(n16):
+                    o[x] = min(np.uint32((np.uint32(t[x]) + dl) * mul) >> 23, np.uint32(255))
+                for x in range(WC - n16):
+                    ot[x] = np.uint32((np.uint32(tt[x]) + dl) * mul) >> 23
 
 
-def _compile(f, parallel, suffix="", **bind):
+def _compile(f, parallel, suffix="", fastmath=None, **bind):
     """A dispatcher from one body, parallel or serial, with module globals rebound by ``bind``
-    (NARROW and its helper for the 16-bit variants); distinct names keep on-disk caches apart."""
+    (NARROW and its helper for the 16-bit variants); distinct names keep on-disk caches apart.
+    ``fastmath`` overrides the project's flags (_jit.FASTMATH) for kernels that must round
+    exactly like OpenCV."""
     import types
     name = f.__name__.lstrip("_") + suffix + ("_par" if parallel else "_ser")
     env = dict(f.__globals__)
@@ -727,11 +774,15 @@ def _compile(f, parallel, suffix="", **bind):
     g = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), env, name)
     g.__qualname__ = name
     g.__doc__ = f.__doc__
-    return njit(g, parallel=parallel)
+    if fastmath is None:
+        return njit(g, parallel=parallel)
+    opts = dict(_OPTIONS, fastmath=fastmath)
+    return numba.njit(parallel=parallel, inline="never", **opts)(g)
 
 
 corr2d_par, corr2d_ser = _compile(_corr2d, True), _compile(_corr2d, False)
-corr2d_u8float_par, corr2d_u8float_ser = _compile(_corr2d_u8float, True), _compile(_corr2d_u8float, False)
+corr2d_u8float_par = _compile(_corr2d_u8float, True, fastmath=False)
+corr2d_u8float_ser = _compile(_corr2d_u8float, False, fastmath=False)
 sep_par, sep_ser = _compile(_sep, True), _compile(_sep, False)
 
 

@@ -436,7 +436,7 @@ class _Plan:
         smax = 255 * area
         s = np.arange(smax + 1, dtype=np.int64)
         want = ((s + self.p0) * self.p1) >> 23
-        for k in range(15, -1, -1):
+        for k in [0] + list(range(15, 0, -1)):  # k = 0: a single 16-bit multiply-high
             mc = int(round((1 << (16 + k)) / area))
             for m in (mc, mc + 1, mc - 1):
                 if not 0 < m <= 65535:

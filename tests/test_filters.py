@@ -189,6 +189,55 @@ def test_uint8_float_kernel_out_of_int_range_matches_opencv():
     np.testing.assert_array_equal(F.apply(img, k), cv2.filter2D(img, -1, k))
 
 
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_uint8_fractional_kernels_equal_filter2d(border):
+    """uint8 images with non-integer float32 kernels: 500 random cases per border, bit-exact with
+    cv2.filter2D (its float32 sums, cvRound and saturation). Some cases are tall and narrow, where
+    most values fall in the scalar row tail that OpenCV sums without FMA."""
+    rng = np.random.default_rng([41, list(BORDERS).index(border)])
+    for i in range(500):
+        if i % 10 == 0:
+            h, w = int(rng.integers(50, 400)), int(rng.integers(1, 10))
+        else:
+            h, w = (int(v) for v in rng.integers(1, 24, 2))
+        cn = int(rng.choice([1, 3, 4]))
+        img = rng.integers(0, 256, (h, w) if cn == 1 else (h, w, cn), dtype=np.uint8)
+        kh, kw = (int(v) for v in rng.integers(1, 8, 2))
+        k = rng.uniform(-2, 2, (kh, kw)).astype(np.float32)
+        if rng.random() < 0.3:  # taps on a 1/8 grid: many sums land exactly on .5
+            k = (np.round(k * 8) / 8).astype(np.float32) + np.float32(0.0625)
+        ref = cv2.filter2D(img, -1, k, borderType=BORDERS[border])
+        _check(F.apply(img, k, border=border), ref, f"kernel {k.shape} {border} {img.shape}")
+
+
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_uint8_fractional_kernel_rounds_like_opencv_lanes_and_tail(border):
+    """-5 + 1.1f * 5 is 0.5000001 with one rounding (FMA) and 0.5 (-> 0) with two. OpenCV's filter2D
+    fuses in its SIMD lanes (the first W*C - W*C % 4 values of a row) and not in its scalar tail;
+    a constant image of 5 shows both on every row."""
+    k = np.array([[-1.0, 1.1]], np.float32)
+    seen = set()
+    for w in range(1, 40):
+        for cn in (1, 3):
+            img = np.full((3, w, cn) if cn > 1 else (3, w), 5, np.uint8)
+            ref = cv2.filter2D(img, -1, k, borderType=BORDERS[border])
+            seen |= set(np.unique(ref[1:2, 1:]).tolist())
+            _check(F.apply(img, k, border=border), ref, f"w={w} cn={cn}")
+    assert {0, 1} <= seen  # both roundings occur, so the test can tell them apart
+
+
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_box_area_2_of_two_255s_matches_opencv(border):
+    """Two 255s in a 1x2 or 2x1 box: OpenCV's division gives 256, saturated to 255 in its 16-lane
+    SIMD blocks and wrapped to 0 in the row tail."""
+    for w in (1, 5, 16, 17, 40, 70):
+        for cn in (1, 2, 3, 4):
+            img = np.full((4, w, cn) if cn > 1 else (4, w), 255, np.uint8)
+            for ksize in ((1, 2), (2, 1)):
+                ref = cv2.blur(img, ksize[::-1], borderType=BORDERS[border])
+                _check(F.apply(img, "box", ksize=ksize, border=border), ref, f"{ksize} w={w} cn={cn}")
+
+
 def test_kernels_match_opencv_definitions():
     for k in (1, 3, 5, 7):
         kx, ky = cv2.getDerivKernels(1, 0, k)
