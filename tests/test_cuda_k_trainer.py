@@ -4,7 +4,6 @@ and resume on the device, against the same run on the CPU.
 Tiny synthetic 6x6 digits so the simulator (2-4 s a step) runs the cut run (3 steps) and the resumed
 run (1 step) in well under a minute.
 """
-import dataclasses
 import io
 
 import numpy as np
@@ -20,14 +19,7 @@ from edgecnn import train as T  # noqa: E402
 pytestmark = [pytest.mark.usefixtures("small_blocks"),
               pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")]
 from test_cuda_sim import small_blocks  # noqa: E402,F401  (fixture)
-
-
-@dataclasses.dataclass
-class Data:
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
+from test_train import Data  # noqa: E402  (the in-memory MNIST stand-in)
 
 
 def _data():

@@ -435,15 +435,8 @@ class _Plan:
 _PLANS = {}
 
 
-def _key(v):
-    if isinstance(v, np.ndarray):
-        return ("array", v.shape, str(v.dtype), v.tobytes())
-    if isinstance(v, (list, tuple)):
-        return tuple(_key(x) for x in v)
-    return (type(v).__name__, v)
-
-
 def plan(name, params, is_u8):
+    from ...filters import _key  # the CPU plans' parameter key (arrays by value)
     key = (name, tuple(sorted((k, _key(v)) for k, v in params.items())), bool(is_u8))
     pl = _PLANS.get(key)
     if pl is None:
