@@ -42,7 +42,7 @@ SCHEDULES = ("constant", "step", "cosine", "one_cycle")
 
 # Per-model recipes: what `edgecnn train --model NAME` uses for every option not given.
 RECIPES = {
-    # 5 epochs of one-cycle Adam with augmentation: 99.38% test in 197 s on 2 threads (4 epochs gave
+    # 5 epochs of one-cycle Adam with augmentation: 99.37% test in 133 s on 2 threads (4 epochs gave
     # 99.26-99.28%). Longer recipe: --epochs 12 (99.56%; 8 epochs gave 99.46%).
     "default": dict(epochs=5, batch_size=128, optimizer="adam", lr=3e-3, schedule="one_cycle", warmup=0.0,
                     augment=True),
