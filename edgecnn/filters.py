@@ -242,16 +242,17 @@ def bank(specs):
 
 # ------------------------------------------------------------------------------------- apply
 def _image(op, image, gray):
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{op}: image must be a NumPy array, got {type(image).__name__}")
-    if image.dtype not in (np.uint8, np.float32):
-        raise TypeError(f"{op}: image must be uint8 or float32, got {image.dtype} with shape "
-                        f"{image.shape}")
-    check_array(op, "image", image, (2, 3), image.dtype)
-    if image.ndim == 3 and not 1 <= image.shape[2] <= 4:
-        raise ValueError(f"{op}: image must be (H, W) or (H, W, C) with C <= 4, got {image.shape}")
-    if gray and (image.ndim != 3 or image.shape[2] != 3):
-        raise ValueError(f"{op}: gray=True needs a BGR image (H, W, 3), got shape {image.shape}")
+    """Check a NumPy or CUDA device image (uint8 or float32, (H, W) or (H, W, C<=4), C-contiguous)."""
+    if not (isinstance(image, np.ndarray) or is_device_array(image)):
+        raise TypeError(f"{op}: image must be a NumPy or CUDA device array, got {type(image).__name__}")
+    shape, dtype = tuple(image.shape), np.dtype(image.dtype)
+    if dtype not in (np.uint8, np.float32):
+        raise TypeError(f"{op}: image must be uint8 or float32, got {dtype} with shape {shape}")
+    check_array(op, "image", image, (2, 3), dtype)
+    if image.ndim == 3 and not 1 <= shape[2] <= 4:
+        raise ValueError(f"{op}: image must be (H, W) or (H, W, C) with C <= 4, got {shape}")
+    if gray and (image.ndim != 3 or shape[2] != 3):
+        raise ValueError(f"{op}: gray=True needs a BGR image (H, W, 3), got shape {shape}")
     return image
 
 
@@ -569,19 +570,6 @@ def _resolve(op, name_or_kernel, params):
     return name, _params(op, name, params)
 
 
-def _device_image(op, image, gray):
-    """_image's checks for a CUDA device array (same messages)."""
-    if np.dtype(image.dtype) not in (np.uint8, np.float32):
-        raise TypeError(f"{op}: image must be uint8 or float32, got {np.dtype(image.dtype)} with shape "
-                        f"{tuple(image.shape)}")
-    check_array(op, "image", image, (2, 3), image.dtype)
-    if image.ndim == 3 and not 1 <= image.shape[2] <= 4:
-        raise ValueError(f"{op}: image must be (H, W) or (H, W, C) with C <= 4, got {tuple(image.shape)}")
-    if gray and (image.ndim != 3 or image.shape[2] != 3):
-        raise ValueError(f"{op}: gray=True needs a BGR image (H, W, 3), got shape {tuple(image.shape)}")
-    return image
-
-
 def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **params):
     """Filter ``image`` with a named filter (see names()) or a 2-D kernel array.
 
@@ -610,7 +598,7 @@ def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **pa
                 return call(image, out)
     op = "filters.apply"
     dev = is_device_array(image)  # CUDA device array: the same checks, then the CUDA twin
-    (_device_image if dev else _image)(op, image, gray)
+    _image(op, image, gray)
     bcode = _border(op, border)
     name, p = _resolve(op, name_or_kernel, params)
     if name == "gray" and (image.ndim != 3 or image.shape[2] != 3):
@@ -736,7 +724,7 @@ class FilterChain:
         op = "FilterChain.apply"
         if not self.steps:
             if is_device_array(frame):
-                _device_image(op, frame, False)
+                _image(op, frame, False)
                 out = check_out(op, "out", out, frame.shape, frame.dtype, like=frame)
                 from .kernels.cuda import filters as _cuf
                 return _cuf.copy(frame, out)
