@@ -58,9 +58,8 @@ def _same(got, want, what, angle=False, where=None):
 
 
 def _opencv_u8(x, k, kw):
-    """cv2.filter2D for uint8 with a fractional kernel. The CPU kernel is not the reference here: its
-    float32 sums get fused into FMAs (it returned 32 where OpenCV and a sequential float32 sum give 31
-    on one pixel of these cases), while the CUDA kernel sums with mul.rn/add.rn like OpenCV."""
+    """cv2.filter2D for uint8 with a fractional kernel: OpenCV itself is the reference for its FMA
+    lanes and unfused row tail (the CPU kernel follows the same rule, tests/test_filters.py)."""
     if kw["gray"]:
         x = cv2.cvtColor(x, cv2.COLOR_BGR2GRAY)
     b = {"reflect101": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT,
@@ -113,6 +112,32 @@ def test_gray_conversion_and_four_channels(dtype):
     _same(F.apply(dev(x), "gray"), F.apply(x, "gray"), "gray")
     x4 = _img(rng, dtype, (3, 4, 4))
     _same(F.apply(dev(x4), "sharpen", border="replicate"), F.apply(x4, "sharpen", border="replicate"), "C=4")
+
+
+@pytest.mark.parametrize("border", BORDERS)
+def test_uint8_fractional_kernel_rounds_like_opencv_lanes_and_tail(border):
+    """-5 + 1.1f * 5 is 0.5000001 with one rounding (FMA: 1) and 0.5 with two (0): OpenCV fuses in its
+    SIMD lanes (the first W*C - W*C % 4 values of a row) and not in its row tail."""
+    k = np.array([[-1.0, 1.1]], np.float32)
+    seen = set()
+    for w, cn in ((5, 1), (7, 1), (3, 3)):
+        x = np.full((2, w, cn) if cn > 1 else (2, w), 5, np.uint8)
+        want = _opencv_u8(x, k, dict(border=border, gray=False))
+        seen |= set(np.unique(want[:, 1:]).tolist())
+        _same(F.apply(dev(x), k, border=border), want, f"w={w} cn={cn}")
+    assert {0, 1} <= seen  # both roundings occur, so the test tells them apart
+
+
+@pytest.mark.parametrize("border", BORDERS)
+def test_box_area_2_of_two_255s_matches_opencv(border):
+    """256 from OpenCV's division: saturated in its 16-lane blocks, wrapped to 0 in the row tail."""
+    for w, cn in ((17, 1), (6, 3)):
+        x = np.full((2, w, cn) if cn > 1 else (2, w), 255, np.uint8)
+        b = {"reflect101": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT,
+             "replicate": cv2.BORDER_REPLICATE}[border]
+        for ksize in ((1, 2), (2, 1)):
+            _same(F.apply(dev(x), "box", ksize=ksize, border=border), cv2.blur(x, ksize[::-1], borderType=b),
+                  f"{ksize} w={w} cn={cn}")
 
 
 def test_uint8_float_kernel_rounding_ties_and_saturation():

@@ -10,8 +10,9 @@ once per resolved filter and cached with it.
 Arithmetic reproduces the CPU kernels (which equal OpenCV):
 * uint8 integer kernels (Sobel, Scharr, edges, Laplacians, sharpen, box, Q8 x Q8 Gaussian) sum
   exactly in int64, then saturate / round with the CPU's rule (``post``);
-* uint8 with a general float kernel sums float32 products in raster tap order with mul.rn/add.rn
-  (never fused into an FMA, which would round differently), then rounds half to even;
+* uint8 with a general float kernel sums in float32 in raster tap order as OpenCV's filter2D does on
+  x86: fmaf in its SIMD lanes (the first W*C - W*C % 4 values of a row), mul.rn then add.rn (never
+  contracted) in its scalar tail; then rounds half to even;
 * BGR -> gray uses cvtColor's Q15 integer weights on uint8 (fused into the filter's loads);
 * float32 sums in float32 (FMA allowed: the float32 contract is 1e-5, not bits).
 """
@@ -47,10 +48,19 @@ if cuda_simulator_enabled():
 
     def _sqrtf(v):
         return np.float32(np.sqrt(np.float32(v)))
+
+    def _fmaf(a, b, c):
+        """a * b + c rounded once to float32 (exact rational arithmetic; Python 3.11 has no math.fma)."""
+        from fractions import Fraction
+        exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+        r = np.float32(float(exact))  # may be off by one ulp (rounded twice): pick the nearest
+        best = min((r, np.nextafter(r, np.float32(-np.inf)), np.nextafter(r, np.float32(np.inf))),
+                   key=lambda f: (abs(Fraction(float(f)) - exact), int(np.float32(f).view(np.int32)) & 1))
+        return np.float32(best)
 else:
     from numba.cuda import libdevice
     # mul.rn / add.rn are never contracted into FMA by NVVM or ptxas: OpenCV's float32 rounding
-    _mul_rn, _add_rn = libdevice.fmul_rn, libdevice.fadd_rn
+    _mul_rn, _add_rn, _fmaf = libdevice.fmul_rn, libdevice.fadd_rn, libdevice.fmaf
     _rintf, _rint, _sqrtf = libdevice.rintf, libdevice.rint, libdevice.fsqrt_rn
 
 
@@ -117,7 +127,10 @@ def _post_u8(acc, post, p0, p1, s32, s64, e, nvec):
     if post == POST_GAUSS:  # Q8 x Q8 -> Q16, rounded
         return (acc + np.int64(32768)) >> np.int64(16)
     if post == POST_BOXDIV:  # OpenCV ColumnSum<ushort, uchar>: (s + p0) * p1 >> 23
-        return ((acc + p0) * p1) >> np.int64(23)
+        v = ((acc + p0) * p1) >> np.int64(23)
+        if v > 255:  # area 2, two 255s: OpenCV saturates in its 16-lane blocks, wraps in the row tail
+            return np.int64(255) if e < nvec else v & np.int64(255)
+        return v
     # POST_BOXFLOAT: OpenCV scales the SIMD part of the row in float32, the tail in double
     if e < nvec:
         return _round_sat(_mul_rn(np.float32(acc), s32))
@@ -269,21 +282,28 @@ def sep_f32_cuda(src, cn, gray, mode, ky, kx, scale, out):
 
 @cuda_jit
 def corr_u8_cuda(src, cn, gray, mode, kh, kw, ti, tj, tk, out):
-    """uint8 2-D kernel, nonzero taps (ti, tj, tk) in raster order: float32 products and sums
-    rounded one by one like OpenCV's filter2D (exact for integer kernels), then round + saturate."""
+    """uint8 2-D kernel, nonzero taps (ti, tj, tk) in raster order, summed in float32 like OpenCV's
+    filter2D: a fused multiply-add per tap in the first W*C - W*C % 4 values of a row (its SIMD
+    lanes), a rounded multiply then a rounded add in the rest (its scalar tail); exact for integer
+    kernels. Then round + saturate."""
     H = out.shape[0]
     W = out.shape[1] // cn
     x, y = cuda.grid(2)
     if x < W and y < H:
         top = kh // 2
         left = kw // 2
+        n4 = W * cn - (W * cn) % 4  # OpenCV's SIMD lanes fuse multiply-add; its scalar row tail does not
         for ch in range(cn):
             acc = _F0
+            fused = x * cn + ch < n4
             for t in range(tk.shape[0]):
                 r = _bidx(y + ti[t] - top, H, mode)
                 c = _bidx(x + tj[t] - left, W, mode)
                 v = np.float32(_pix_u8(src, r, c, ch, cn, gray))
-                acc = _add_rn(acc, _mul_rn(tk[t], v))
+                if fused:
+                    acc = _fmaf(tk[t], v, acc)
+                else:
+                    acc = _add_rn(acc, _mul_rn(tk[t], v))
             out[y, x * cn + ch] = _round_sat(acc)
 
 
@@ -502,7 +522,8 @@ def apply(image, name, params, border, gray, out):
     elif pl.kind == "sep":
         ky, kx = pl.device_taps()
         if is_u8:
-            nvec = (W * cn // 8) * 8  # OpenCV's SIMD part of the row (POST_BOXFLOAT)
+            lanes = 16 if pl.post == POST_BOXDIV else 8  # OpenCV's SIMD part of the row (see _post_u8)
+            nvec = (W * cn // lanes) * lanes
             sep_u8_cuda[grid, block](src, cn, gray, border, ky, kx, pl.post, pl.p0, pl.p1, pl.s32,
                                      pl.s64, nvec, o)
         else:
