@@ -283,6 +283,17 @@ _PLANS = {}  # (name, params, is_u8) -> _Plan: resolving kernels costs more than
 _MAPS = {}   # (n, lo, hi, border) -> border index map
 
 
+def box_div_consts(area):
+    """(delta, mul) of OpenCV's uint8 box division for areas <= 256: (sum + delta) * mul >> 23."""
+    mul = (1 << 23) / area
+    dv, ds = math.floor(mul), area // 2
+    if mul - dv < 0.5:
+        ds += 1
+    else:
+        dv += 1
+    return ds, dv
+
+
 def _key(v):
     if isinstance(v, np.ndarray):
         return ("array", v.shape, str(v.dtype), v.tobytes())
@@ -350,13 +361,7 @@ class _Plan:
             elif d == 1:
                 self._sep([1], [1], post=0)
             elif d <= 256:  # OpenCV ColumnSum<ushort, uchar>: (s + delta) * mul >> 23
-                mul = (1 << 23) / d
-                dv = math.floor(mul)
-                ds = d // 2
-                if mul - dv < 0.5:
-                    ds += 1
-                else:
-                    dv += 1
+                ds, dv = box_div_consts(d)
                 self._sep([1] * kh, [1] * kw, post=2, p0=ds, p1=dv)
                 # running column sums in uint16 (cost flat in kh) instead of two tap passes
                 self.kind = "box"

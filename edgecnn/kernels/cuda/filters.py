@@ -16,7 +16,6 @@ Arithmetic reproduces the CPU kernels (which equal OpenCV):
 * BGR -> gray uses cvtColor's Q15 integer weights on uint8 (fused into the filter's loads);
 * float32 sums in float32 (FMA allowed: the float32 contract is 1e-5, not bits).
 """
-import math
 
 import numpy as np
 from numba import cuda
@@ -408,13 +407,7 @@ class _Plan:
             elif d == 1:
                 self._sep([1], [1], POST_SAT)
             elif d <= 256:  # OpenCV ColumnSum<ushort, uchar>: (s + ds) * dv >> 23
-                mul = (1 << 23) / d
-                dv, ds = math.floor(mul), d // 2
-                if mul - dv < 0.5:
-                    ds += 1
-                else:
-                    dv += 1
-                self._sep([1] * kh, [1] * kw, POST_BOXDIV, ds, dv)
+                self._sep([1] * kh, [1] * kw, POST_BOXDIV, *F.box_div_consts(d))
             else:  # ColumnSum<int, uchar>: float32 scale in the SIMD lanes, double in the tail
                 self._sep([1] * kh, [1] * kw, POST_BOXFLOAT, d)
                 self.s32, self.s64 = np.float32(1.0 / d), 1.0 / d
