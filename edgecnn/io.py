@@ -270,7 +270,7 @@ class Classifier:
         if (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 3
                 and images.shape[1:] == (h, w) and images.shape[0] > 0 and self._chain is None):
             # the live case: uint8 (N, H, W) without a filter chain is one table lookup per pixel
-            return self._pixel_table()[images][:, None]
+            return self._pixel_table()[images].reshape((len(images), 1, h, w))  # ordinary strides
         x = np.asarray(images)
         if x.ndim == 2:
             x = x[None]
