@@ -9,8 +9,8 @@ dummy frame (timed and reported), start the capture thread, then per frame: dete
 of a file, after ``max_frames``, on q / Esc / Ctrl-C / window close, or when a live source stays dead
 after its reconnects; always releases the source and closes windows, then returns a summary.
 With ``device="cuda"`` the model runs on the GPU (each frame's candidates go up as one batch, the
-logits come back); the frame stages (gray, filters, binarization, contours, crops) stay on the CPU, where
-they take about 1.6 ms and OpenCV's contour search has no GPU twin.
+logits come back); the frame stages (gray, filters, binarization, components, crops: edgecnn.live_kernels
+and live_mnist, Numba CPU kernels without CUDA twins) stay on the CPU, where they take about 0.6 ms.
 Pieces: live_sources (sources, capture thread), live_detect (pipeline), live_kernels / live_mnist
 (Numba kernels), live_overlay (drawing).
 """
