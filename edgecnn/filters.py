@@ -17,6 +17,7 @@ Exceptions: "gradient_orientation" always returns float32 radians in [0, 2*pi) (
 import json
 import math
 import numbers
+import time
 
 import numpy as np
 
@@ -541,13 +542,23 @@ class _Plan:
                         self.kh, self.kw)
         ser, parf = ks
         split = max(1, H // 8)
+        pick = _Pick()
 
         def call(image, out):
             threads = _threads() if big and _parallel[0] else 1
-            if threads > 1:
-                parf(image.reshape(H, -1), *args, out.reshape(H, -1), min(split, threads))
-            else:
-                ser(image.reshape(H, -1), *args, out.reshape(H, -1), 1)
+            src, dst = image.reshape(H, -1), out.reshape(H, -1)
+            way = pick.way(threads) if threads > 1 else 0
+            if way == 1:
+                parf(src, *args, dst, min(split, threads))
+            elif way == 0:
+                ser(src, *args, dst, 1)
+            else:  # a probe: time this call
+                t = time.perf_counter()
+                if way == 3:
+                    parf(src, *args, dst, min(split, threads))
+                else:
+                    ser(src, *args, dst, 1)
+                pick.record(way, time.perf_counter() - t)
             return out
         return call
 
@@ -561,9 +572,53 @@ _parallel = [True]
 
 
 def set_parallel(enabled):
-    """Run filters on Numba's thread pool (True, the default, for frames of >= 32k values) or on
-    the calling thread only (False: steadier when the cores are busy with other work)."""
-    _parallel[0] = bool(enabled)
+    """Run filters on Numba's thread pool or on the calling thread only.
+
+    True (the default): frames of >= 32k values use the pool when it pays; each filter/shape times
+    a few calls of both ways and keeps the faster (waking a sleeping OpenMP worker, as
+    OMP_WAIT_POLICY=passive makes it, costs 40-100 us on a VM: more than a 640x480 3x3 filter).
+    "always": the pool for every frame of >= 32k values. False: the calling thread only
+    (steadier when the cores are busy with other work)."""
+    if enabled not in (True, False, "always"):
+        raise ValueError(f"set_parallel: enabled must be True, False or 'always', got {enabled!r}")
+    _parallel[0] = enabled
+
+
+_PROBE = 3  # timed calls of each way before choosing
+_REPROBE = 2048  # calls between re-checks (load from other processes comes and goes)
+
+
+class _Pick:
+    """Serial or parallel for one bound filter call, by timing: ``_PROBE`` calls each way,
+    alternating, then the way with the lower median until the next probe ``_REPROBE`` calls
+    later. way(): 0 serial, 1 parallel, 2 serial timed, 3 parallel timed (then record())."""
+
+    __slots__ = ("n", "threads", "par", "ts", "tp")
+
+    def __init__(self):
+        self.threads, self.par = 0, True
+        self._reset()
+
+    def _reset(self):
+        self.n, self.ts, self.tp = 0, [], []
+
+    def way(self, threads):
+        if _parallel[0] == "always":
+            return 1
+        if threads != self.threads:  # a new thread count: probe again
+            self.threads = threads
+            self._reset()
+        self.n += 1
+        if self.n <= 2 * _PROBE:
+            return 3 if self.n % 2 else 2
+        if self.n >= _REPROBE:
+            self._reset()
+        return 1 if self.par else 0
+
+    def record(self, way, seconds):
+        (self.tp if way == 3 else self.ts).append(seconds)
+        if len(self.ts) == _PROBE and len(self.tp) == _PROBE:
+            self.par = sorted(self.tp)[_PROBE // 2] < sorted(self.ts)[_PROBE // 2]
 
 
 def _resolve(op, name_or_kernel, params):

@@ -273,6 +273,60 @@ def test_serial_and_parallel_paths_agree():
         F.set_parallel(True)
 
 
+# every kernel family the plans dispatch to, on a frame big enough for the thread pool
+_WAYS = [("sobel_x", {}, "u8"), ("sharpen", {}, "u8"), ("gaussian", {"ksize": 5}, "u8"),
+         ("gaussian", {"ksize": 7, "sigma": 1.5}, "u8"), ("box", {"ksize": 3}, "u8"),
+         ("box", {"ksize": 7}, "u8"), ("gradient_magnitude", {}, "u8"), ("laplacian4", {}, "f32"),
+         ("sobel_y", {}, "f32"), ("gaussian", {"ksize": 7, "sigma": 1.5}, "f32"),
+         ("kernel", {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4) / 7}, "u8")]
+
+
+def _cv_ref(img, name, p):
+    if name == "sobel_x":
+        return cv2.Sobel(img, -1, 1, 0)
+    if name == "sobel_y":
+        return cv2.Sobel(img, -1, 0, 1)
+    if name == "gaussian":
+        return cv2.GaussianBlur(img, (p["ksize"], p["ksize"]), p.get("sigma", 0))
+    if name == "box":
+        return cv2.blur(img, (p["ksize"], p["ksize"]))
+    if name == "gradient_magnitude":
+        f = img.astype(np.float32)
+        m = cv2.magnitude(cv2.Sobel(f, cv2.CV_32F, 1, 0), cv2.Sobel(f, cv2.CV_32F, 0, 1))
+        return cv2.convertScaleAbs(m) if img.dtype == np.uint8 else m
+    k = p["kernel"] if name == "kernel" else F.kernel(name)
+    return cv2.filter2D(img, -1, k)
+
+
+@pytest.mark.parametrize("mode", [False, "always", True], ids=["serial", "parallel", "timed-choice"])
+@pytest.mark.parametrize("name,params,dtype", _WAYS, ids=[f"{w[0]}-{w[2]}" for w in _WAYS])
+def test_each_thread_way_equals_opencv(name, params, dtype, mode):
+    """The serial kernel, the parallel kernel (split in numba's thread count) and the default
+    timed choice between them (its probe calls run both ways) all give OpenCV's result."""
+    import numba
+    rng = np.random.default_rng(11)
+    img = rng.integers(0, 256, (97, 401), dtype=np.uint8)  # odd sizes: uneven row blocks, tails
+    if dtype == "f32":
+        img = img.astype(np.float32)
+    ref = _cv_ref(img, name, params)
+    before = numba.get_num_threads()
+    F.set_parallel(mode)
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            for _ in range(2 * F._PROBE + 2):  # through the probe and into the chosen way
+                _check(F.apply(img, name, **params), ref, f"{name} {mode} {threads}",
+                       float(np.abs(img).max()) * 64)
+    finally:
+        F.set_parallel(True)
+        numba.set_num_threads(before)
+
+
+def test_set_parallel_rejects_other_values():
+    with pytest.raises(ValueError, match="always"):
+        F.set_parallel("sometimes")
+
+
 # ----------------------------------------------------------------------------- FilterChain
 def test_chain_equals_opencv_sequence_and_round_trips_json():
     rng = np.random.default_rng(5)
