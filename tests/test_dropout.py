@@ -97,6 +97,20 @@ def test_in_place():
     np.testing.assert_array_equal(gy, want_gx)
 
 
+def test_in_place_parallel_path():
+    """Above the serial threshold too: the in-place loops give the bits of the two-buffer ones."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(3 * D.CHUNK + 17).astype(np.float32)
+    gy = rng.standard_normal(x.size).astype(np.float32)
+    want_y, want_m = D.dropout_forward(x, 0.3, 11)
+    want_gx = D.dropout_backward(gy, want_m, 0.3)
+    y, m = D.dropout_forward(x, 0.3, 11, out=x)
+    np.testing.assert_array_equal(m, want_m)
+    np.testing.assert_array_equal(x, want_y)
+    assert D.dropout_backward(gy, m, 0.3, gx=gy) is gy
+    np.testing.assert_array_equal(gy, want_gx)
+
+
 X = np.zeros((2, 3), np.float32)
 M = np.ones((2, 3), np.uint8)
 

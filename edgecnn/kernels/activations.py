@@ -66,10 +66,26 @@ def _exp_neg(a):
 # ------------------------------------------------------------------------------------------ elementwise
 # Each body loops over slices [lo, hi) with an index from 0: with range(lo, hi) Numba cannot prove the
 # index non-negative, keeps its wraparound check and the loop does not vectorize (2x slower for relu).
+#
+# In-place calls (out=x, gx=gy: every fused activation's backward runs in place on gy) get loops that name
+# the shared array once. Given two names for one buffer LLVM's runtime overlap check fails and it runs
+# the scalar fallback loop; a conditional load in that loop (``gy[i] if x[i] > 0 else 0``) is a branch
+# that random signs mispredict half the time: measured 6.2 ms for a 2.4M-element relu backward, 0.3 ms
+# with the in-place loop. Every loop also loads before it selects, so no fallback loop is branchy.
+@njit(inline="always")
+def _same(a, b):
+    return a.ctypes.data == b.ctypes.data
+
+
 @njit
 def _relu_fwd_range(x, y, lo, hi):
-    x_ = x[lo:hi]
     y_ = y[lo:hi]
+    if _same(x, y):
+        for i in range(y_.size):
+            v = y_[i]
+            y_[i] = _F0 if v < _F0 else v
+        return
+    x_ = x[lo:hi]
     for i in range(x_.size):
         v = x_[i]
         y_[i] = _F0 if v < _F0 else v   # NaN propagates (as np.maximum)
@@ -77,17 +93,28 @@ def _relu_fwd_range(x, y, lo, hi):
 
 @njit
 def _relu_bwd_range(gy, x, gx, lo, hi):
-    gy_ = gy[lo:hi]
     x_ = x[lo:hi]
     gx_ = gx[lo:hi]
+    if _same(gy, gx):
+        for i in range(gx_.size):
+            g = gx_[i]
+            gx_[i] = g if x_[i] > _F0 else _F0
+        return
+    gy_ = gy[lo:hi]
     for i in range(gy_.size):
-        gx_[i] = gy_[i] if x_[i] > _F0 else _F0
+        g = gy_[i]
+        gx_[i] = g if x_[i] > _F0 else _F0
 
 
 @njit
 def _leaky_fwd_range(x, alpha, y, lo, hi):
-    x_ = x[lo:hi]
     y_ = y[lo:hi]
+    if _same(x, y):
+        for i in range(y_.size):
+            v = y_[i]
+            y_[i] = alpha * v if v < _F0 else v
+        return
+    x_ = x[lo:hi]
     for i in range(x_.size):
         v = x_[i]
         y_[i] = alpha * v if v < _F0 else v
@@ -95,9 +122,14 @@ def _leaky_fwd_range(x, alpha, y, lo, hi):
 
 @njit
 def _leaky_bwd_range(gy, x, alpha, gx, lo, hi):
-    gy_ = gy[lo:hi]
     x_ = x[lo:hi]
     gx_ = gx[lo:hi]
+    if _same(gy, gx):
+        for i in range(gx_.size):
+            g = gx_[i]
+            gx_[i] = g if x_[i] > _F0 else alpha * g
+        return
+    gy_ = gy[lo:hi]
     for i in range(gy_.size):
         g = gy_[i]
         gx_[i] = g if x_[i] > _F0 else alpha * g
@@ -117,9 +149,14 @@ def _sigmoid_fwd_range(x, y, lo, hi):
 
 @njit
 def _sigmoid_bwd_range(gy, y, gx, lo, hi):
-    gy_ = gy[lo:hi]
     y_ = y[lo:hi]
     gx_ = gx[lo:hi]
+    if _same(gy, gx):
+        for i in range(gx_.size):
+            s = y_[i]
+            gx_[i] = gx_[i] * s * (_F1 - s)
+        return
+    gy_ = gy[lo:hi]
     for i in range(gy_.size):
         s = y_[i]
         gx_[i] = gy_[i] * s * (_F1 - s)
@@ -149,9 +186,14 @@ def _tanh_fwd_range(x, y, lo, hi):
 
 @njit
 def _tanh_bwd_range(gy, y, gx, lo, hi):
-    gy_ = gy[lo:hi]
     y_ = y[lo:hi]
     gx_ = gx[lo:hi]
+    if _same(gy, gx):
+        for i in range(gx_.size):
+            t = y_[i]
+            gx_[i] = gx_[i] * (_F1 - t * t)
+        return
+    gy_ = gy[lo:hi]
     for i in range(gy_.size):
         t = y_[i]
         gx_[i] = gy_[i] * (_F1 - t * t)

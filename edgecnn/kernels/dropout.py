@@ -30,25 +30,48 @@ def _mix(z):
     return z ^ (z >> _S31)
 
 
+# Loads come before the selects and in-place calls (out=x, gx=gy) get loops naming the buffer once: a
+# conditional load (``gy[i] * s if keep else 0``) in LLVM's scalar fallback loop, which two names for one
+# buffer select, is a branch mispredicted on half of the random mask (2.4M elements: 4.9 ms, 0.3 ms now).
+@njit(inline="always")
+def _same(a, b):
+    return a.ctypes.data == b.ctypes.data
+
+
 @njit
 def _dropout_fwd_range(x, key, threshold, scale, y, mask, lo, hi):
-    x_ = x[lo:hi]
     y_ = y[lo:hi]
     mask_ = mask[lo:hi]
-    for i in range(x_.size):
-        r = _mix(key + np.uint64(lo + i) * _GOLDEN) >> _S40   # the global index
+    if _same(x, y):
+        for i in range(y_.size):
+            r = _mix(key + np.uint64(lo + i) * _GOLDEN) >> _S40   # the global index
+            keep = r >= threshold
+            v = y_[i] * scale
+            mask_[i] = np.uint8(1) if keep else np.uint8(0)
+            y_[i] = v if keep else _F0
+        return
+    x_ = x[lo:hi]
+    for i in range(y_.size):
+        r = _mix(key + np.uint64(lo + i) * _GOLDEN) >> _S40
         keep = r >= threshold
+        v = x_[i] * scale
         mask_[i] = np.uint8(1) if keep else np.uint8(0)
-        y_[i] = x_[i] * scale if keep else _F0
+        y_[i] = v if keep else _F0
 
 
 @njit
 def _dropout_bwd_range(gy, mask, scale, gx, lo, hi):
-    gy_ = gy[lo:hi]
     mask_ = mask[lo:hi]
     gx_ = gx[lo:hi]
-    for i in range(gy_.size):
-        gx_[i] = gy_[i] * scale if mask_[i] != 0 else _F0
+    if _same(gy, gx):
+        for i in range(gx_.size):
+            v = gx_[i] * scale
+            gx_[i] = v if mask_[i] != 0 else _F0
+        return
+    gy_ = gy[lo:hi]
+    for i in range(gx_.size):
+        v = gy_[i] * scale
+        gx_[i] = v if mask_[i] != 0 else _F0
 
 
 @njit(parallel=True)
