@@ -169,6 +169,31 @@ def test_max_pool_propagates_nan():
         assert np.isnan(y[0, 0, 0, 0]) and am[0, 0, 0, 0] == 1
 
 
+
+@pytest.mark.parametrize("shape", [(3, 5, 8, 8), (2, 3, 7, 9), (1, 4, 28, 28), (2, 2, 2, 3)])
+def test_max_pool_2x2_stride2_ties_and_nans_match_reference(shape):
+    """The 2x2 stride-2 loop (literal strides) against the reference: values from a tiny set so
+    windows tie often, a few NaNs (the first one in raster order wins), odd sizes dropping a row."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(-2, 3, shape).astype(np.float32)
+    x[rng.random(shape) < 0.05] = np.nan
+    y, am = P.max_pool2d_forward(x, 2)
+    n, c, oh, ow = y.shape
+    for q in np.ndindex(n, c, oh, ow):   # raster order: a strictly greater value or the first NaN wins
+        best, arg = None, -1
+        for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            h, w = 2 * q[2] + i, 2 * q[3] + j
+            v = x[q[0], q[1], h, w]
+            if best is None or v > best or (np.isnan(v) and not np.isnan(best)):
+                best, arg = v, h * shape[3] + w
+        assert am[q] == arg, q
+        np.testing.assert_array_equal(y[q], best)   # NaNs compare equal here
+    x[np.isnan(x)] = 0.5
+    y, am = P.max_pool2d_forward(x, 2)
+    ry, ram = R.max_pool2d_ref(x, 2, 2, 0)
+    np.testing.assert_array_equal(am, ram)
+    np.testing.assert_array_equal(y, ry.astype(np.float32))
+
 def test_preallocated_outputs_are_used():
     x = distinct((2, 3, 6, 6), 5).astype(np.float32)
     out = np.empty((2, 3, 3, 3), np.float32)
