@@ -664,6 +664,108 @@ def _k3sep(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchun
                     o[x] = kx0 * s0[x] + kx1 * s1[x] + kx2 * s2[x]
 
 
+# Taps of _k3flat's constant variants (bound per variant; TCONST False reads them from w).
+TCONST = False
+T00 = T01 = T02 = T10 = T11 = T12 = T20 = T21 = T22 = 0.0
+
+
+def _k3flat(src, W, cn, rowmap, colmap, w, out, nchunks):
+    """float32 3x3 correlation without copying rows: the interior rows of a block are one flat
+    loop over the frame's memory (taps at +-1 row, +-cn elements), so it streams the source
+    once; the values of the first and last column that the flat loop reads from the neighbour
+    row are then rewritten through the border maps, as are the frame's first and last rows.
+    Variants with TCONST compile the taps in (zero taps vanish, +-1 taps become adds)."""
+    H = out.shape[0]
+    WC = W * cn
+    if TCONST:
+        w00, w01, w02 = np.float32(T00), np.float32(T01), np.float32(T02)
+        w10, w11, w12 = np.float32(T10), np.float32(T11), np.float32(T12)
+        w20, w21, w22 = np.float32(T20), np.float32(T21), np.float32(T22)
+    else:
+        w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
+        w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
+        w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
+    f = src.reshape(H * WC)
+    fo = out.reshape(H * WC)
+    for c in prange(nchunks):
+        y0, y1 = _chunk(c, nchunks, H)
+        ya, yb = max(y0, 1), min(y1, H - 1)
+        if yb > ya:
+            a, b = ya * WC + cn, yb * WC - cn  # the neighbour reads stay inside the frame
+            n = b - a
+            s00, s01, s02 = f[a - WC - cn:b - WC - cn], f[a - WC:b - WC], f[a - WC + cn:b - WC + cn]
+            s10, s11, s12 = f[a - cn:b - cn], f[a:b], f[a + cn:b + cn]
+            s20, s21, s22 = f[a + WC - cn:b + WC - cn], f[a + WC:b + WC], f[a + WC + cn:b + WC + cn]
+            d = fo[a:b]
+            if not TCONST:
+                for x in range(n):
+                    d[x] = (w00 * s00[x] + w01 * s01[x] + w02 * s02[x]
+                            + w10 * s10[x] + w11 * s11[x] + w12 * s12[x]
+                            + w20 * s20[x] + w21 * s21[x] + w22 * s22[x])
+            # zero taps are left out at compile time (0 * x is not folded without no-nan math)
+            for x in range(n if TCONST else 0):
+                v = np.float32(0)
+                if not TCONST or T11 != 0:
+                    v += w11 * s11[x]
+                if not TCONST or T00 != 0:
+                    v += w00 * s00[x]
+                if not TCONST or T01 != 0:
+                    v += w01 * s01[x]
+                if not TCONST or T02 != 0:
+                    v += w02 * s02[x]
+                if not TCONST or T10 != 0:
+                    v += w10 * s10[x]
+                if not TCONST or T12 != 0:
+                    v += w12 * s12[x]
+                if not TCONST or T20 != 0:
+                    v += w20 * s20[x]
+                if not TCONST or T21 != 0:
+                    v += w21 * s21[x]
+                if not TCONST or T22 != 0:
+                    v += w22 * s22[x]
+                d[x] = v
+            # first and last column of each interior row: rows y-1..y+1, columns via the map
+            cl, cr = colmap[0], colmap[W + 1]
+            for y in range(ya, yb):
+                r0, r1, r2 = src[y - 1], src[y], src[y + 1]
+                o = out[y]
+                for ch in range(cn):
+                    u0 = r0[cl * cn + ch] if cl >= 0 else np.float32(0)
+                    u1 = r1[cl * cn + ch] if cl >= 0 else np.float32(0)
+                    u2 = r2[cl * cn + ch] if cl >= 0 else np.float32(0)
+                    e = ch
+                    # the right neighbour: the next pixel, or through the map when W == 1
+                    if W > 1:
+                        v0, v1, v2 = r0[e + cn], r1[e + cn], r2[e + cn]
+                    elif cr >= 0:
+                        v0, v1, v2 = r0[cr * cn + ch], r1[cr * cn + ch], r2[cr * cn + ch]
+                    else:
+                        v0 = v1 = v2 = np.float32(0)
+                    o[e] = (w00 * u0 + w01 * r0[e] + w02 * v0 + w10 * u1 + w11 * r1[e] + w12 * v1
+                            + w20 * u2 + w21 * r2[e] + w22 * v2)
+                    if W > 1:
+                        e = WC - cn + ch
+                        v0 = r0[cr * cn + ch] if cr >= 0 else np.float32(0)
+                        v1 = r1[cr * cn + ch] if cr >= 0 else np.float32(0)
+                        v2 = r2[cr * cn + ch] if cr >= 0 else np.float32(0)
+                        o[e] = (w00 * r0[e - cn] + w01 * r0[e] + w02 * v0 + w10 * r1[e - cn]
+                                + w11 * r1[e] + w12 * v1 + w20 * r2[e - cn] + w21 * r2[e]
+                                + w22 * v2)
+        for y in (0, H - 1):  # the frame's first and last rows: through a padded 3-row buffer
+            if y < y0 or y >= y1:
+                continue
+            buf = np.empty((3, (W + 2) * cn), np.float32)
+            for i in range(3):
+                load_row(src, rowmap[y + i], colmap, 1, W, cn, False, False, buf[i])
+            a0, a1, a2 = buf[0, 0:WC], buf[0, cn:cn + WC], buf[0, 2 * cn:2 * cn + WC]
+            b0, b1, b2 = buf[1, 0:WC], buf[1, cn:cn + WC], buf[1, 2 * cn:2 * cn + WC]
+            d0, d1, d2 = buf[2, 0:WC], buf[2, cn:cn + WC], buf[2, 2 * cn:2 * cn + WC]
+            o = out[y]
+            for x in range(WC):
+                o[x] = (w00 * a0[x] + w01 * a1[x] + w02 * a2[x] + w10 * b0[x] + w11 * b1[x]
+                        + w12 * b2[x] + w20 * d0[x] + w21 * d1[x] + w22 * d2[x])
+
+
 @njit
 def _gray_u8(row, W, dst):
     """cvtColor BGR2GRAY of one uint8 row (Q15 weights), into dst[:W]."""
@@ -914,3 +1016,18 @@ k3 = {(t.__name__, par): _compile(_k3, par, "_" + t.__name__, NARROW=t)
 k3sep = {(t.__name__, par): _compile(_k3sep, par, "_" + t.__name__, NARROW=t)
          for t in (np.int16, np.float32) for par in (True, False)}
 box16 = {par: _compile(_box16, par) for par in (True, False)}  # runtime division (POST_BOX_DIV)
+k3flat = {par: _compile(_k3flat, par) for par in (True, False)}  # taps at run time
+
+
+def k3flat_const(w, parallel):
+    """_k3flat with the nine float32 taps of w compiled in (named filters: a small fixed set)."""
+    taps = tuple(float(np.float32(v)) for v in np.asarray(w, np.float32).ravel())
+    key = ("k3flat", taps, parallel)
+    f = _VARIANTS.get(key)
+    if f is None:
+        import hashlib
+        tag = hashlib.sha1(repr(taps).encode()).hexdigest()[:12]
+        names = ("T00", "T01", "T02", "T10", "T11", "T12", "T20", "T21", "T22")
+        f = _compile(_k3flat, parallel, "_c" + tag, TCONST=True, **dict(zip(names, taps)))
+        _VARIANTS[key] = f
+    return f

@@ -332,6 +332,9 @@ class _Plan:
 
     def __init__(self, op, name, params, is_u8):
         self.name, self.is_u8 = name, is_u8
+        # taps from a small fixed set (not a user kernel or sigma): kernels may compile them in
+        self.const_taps = name != "kernel" and not (name == "gaussian" and any(
+            v > 0 for v in _sigma_pair(op, params.get("sigma", 0.0))))
         self.out_u8 = is_u8 and name != "gradient_orientation"
         if name == "gray":
             self.kind = "gray"
@@ -493,7 +496,17 @@ class _Plan:
             top, left = self.kh // 2, self.kw // 2
             rowmap = _border_map(H, top, self.kh - 1 - top, border)
             colmap = _border_map(W, left, self.kw - 1 - left, border)
-            if self.kind == "k3":
+            nnz = int(np.count_nonzero(self.w3)) if self.kind == "k3" else 0
+            sep = getattr(self, "w3s", None) is not None and _K3SEP[0]
+            if self.kind == "k3" and not u8 and not gray and (nnz <= 6 or not sep):
+                # float32 3x3 streaming the frame in place (no row copies); separable kernels with
+                # more taps stay on the two-pass kernel (fewer loads per value: measured faster)
+                if self.const_taps:  # a named filter: its taps compiled in
+                    ks = (K.k3flat_const(self.w3, False), K.k3flat_const(self.w3, True))
+                else:
+                    ks = (K.k3flat[False], K.k3flat[True])
+                args = (W, cn, rowmap, colmap, self.w3)
+            elif self.kind == "k3":
                 t = "int16" if u8 else "float32"
                 sep = getattr(self, "w3s", None) is not None and _K3SEP[0]
                 kind = "k3sep" if sep else "k3"
