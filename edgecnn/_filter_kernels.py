@@ -911,18 +911,22 @@ def _angle(gx, gy, twopi):
 
 def _gradient(src, W, cn, gray, is_u8, rowmap, colmap, left, ka, kb, want_mag, out, nchunks):
     """Magnitude (want_mag) or orientation of (gx, gy), gx = rows ka x cols kb, gy = its transpose
-    (ka smoothing, kb derivative, both length 3), computed from one ring of padded float32 rows.
+    (ka smoothing, kb = (-1, 0, 1) the plan's derivative), from one ring of padded float32 rows
+    in separable form: per row a column smoothing sm and a column difference df over the padded
+    width, then gx = sm[x+1] - sm[x-1] and gy = ka . df[x-1..x+1] (6 loads a value, not 9).
     Magnitude: sqrt(gx^2 + gy^2) in float32 (rounded and saturated for uint8 outputs);
     orientation: atan2(gy, gx) in radians in [0, 2*pi), float32."""
     H = out.shape[0]
     L = (W + 2) * cn
     WC = W * cn
     twopi = np.float32(2 * np.pi)
+    a0, a1, a2 = ka[0], ka[1], ka[2]
+    c2 = 2 * cn
     for c in prange(nchunks):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((3, L), np.float32)
-        gx = np.empty(WC, np.float32)
-        gy = np.empty(WC, np.float32)
+        sm = np.empty(L, np.float32)
+        df = np.empty(L, np.float32)
         for p in range(y0, y0 + 2):
             load_row(src, rowmap[p], colmap, left, W, cn, gray, is_u8, ring[p % 3])
         for y in range(y0, y1):
@@ -931,34 +935,27 @@ def _gradient(src, W, cn, gray, is_u8, rowmap, colmap, left, ka, kb, want_mag, o
             r0 = ring[y % 3]
             r1 = ring[(y + 1) % 3]
             r2 = ring[(y + 2) % 3]
-            a0, a1, a2 = ka[0], ka[1], ka[2]
-            b0, b1, b2 = kb[0], kb[1], kb[2]
-            c2 = 2 * cn
-            # column-shifted views (slices keep the loop vectorizable)
-            r00, r01, r02 = r0[0:WC], r0[cn:cn + WC], r0[c2:c2 + WC]
-            r10, r11, r12 = r1[0:WC], r1[cn:cn + WC], r1[c2:c2 + WC]
-            r20, r21, r22 = r2[0:WC], r2[cn:cn + WC], r2[c2:c2 + WC]
-            for x in range(WC):
-                # gx: smooth down the columns, differentiate along the row; gy the transpose
-                s0 = a0 * r00[x] + a1 * r10[x] + a2 * r20[x]
-                s1 = a0 * r01[x] + a1 * r11[x] + a2 * r21[x]
-                s2 = a0 * r02[x] + a1 * r12[x] + a2 * r22[x]
-                gx[x] = b0 * s0 + b1 * s1 + b2 * s2
-                t0 = a0 * r00[x] + a1 * r01[x] + a2 * r02[x]
-                t1 = a0 * r10[x] + a1 * r11[x] + a2 * r12[x]
-                t2 = a0 * r20[x] + a1 * r21[x] + a2 * r22[x]
-                gy[x] = b0 * t0 + b1 * t1 + b2 * t2
+            for x in range(L):
+                sm[x] = a0 * r0[x] + a1 * r1[x] + a2 * r2[x]
+                df[x] = r2[x] - r0[x]
+            s0, s2 = sm[0:WC], sm[c2:c2 + WC]
+            d0, d1, d2 = df[0:WC], df[cn:cn + WC], df[c2:c2 + WC]
             orow = out[y]
-            if want_mag:
+            if want_mag and is_u8:
                 for x in range(WC):
-                    m = np.sqrt(gx[x] * gx[x] + gy[x] * gy[x])
-                    if is_u8:
-                        orow[x] = _round_sat_u8(m)
-                    else:
-                        orow[x] = m
+                    gx = s2[x] - s0[x]
+                    gy = a0 * d0[x] + a1 * d1[x] + a2 * d2[x]
+                    orow[x] = _round_sat_u8(np.sqrt(gx * gx + gy * gy))
+            elif want_mag:
+                for x in range(WC):
+                    gx = s2[x] - s0[x]
+                    gy = a0 * d0[x] + a1 * d1[x] + a2 * d2[x]
+                    orow[x] = np.sqrt(gx * gx + gy * gy)
             else:
                 for x in range(WC):
-                    orow[x] = _angle(gx[x], gy[x], twopi)
+                    gx = s2[x] - s0[x]
+                    gy = a0 * d0[x] + a1 * d1[x] + a2 * d2[x]
+                    orow[x] = _angle(gx, gy, twopi)
 
 
 def _to_gray(src, W, is_u8, out, nchunks):
