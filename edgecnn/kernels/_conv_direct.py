@@ -126,12 +126,11 @@ def bias_grad(gy, lo, hi, gb):
     for k in range(K):
         acc = np.float32(0)
         for n in range(lo, hi):
-            gyp = gy[n, k]
-            for oh in range(Ho):
-                row = np.float32(0)
-                for ow in range(Wo):
-                    row += gyp[oh, ow]
-                acc += row
+            gyp = gy[n, k].reshape(Ho * Wo)   # one long vectorized sum per plane, not Ho short ones
+            row = np.float32(0)
+            for q in range(Ho * Wo):
+                row += gyp[q]
+            acc += row
         gb[k] = acc
 
 
@@ -142,6 +141,23 @@ def bias_grad(gy, lo, hi, gb):
 # vectorizes fully, instead of Ho short rows with bounds checks. Hp = Ho + dh*(KH-1) and
 # Wp = Wo + dw*(KW-1) are exactly the padded input sizes when the stride is 1.
 
+# Row copies go through 1-D slices indexed from 0: with a 4-D index (y[n, k, oh, ow] = acc[oh*Wp + ow])
+# the copy did not vectorize and took half of a single-channel forward (keras-mnist's 1->32 3x3: 0.93 of
+# 1.75 ms per 64 samples; 0.36 ms with row slices).
+@njit(inline="always")
+def _copy_row(src, dst):
+    for q in range(dst.size):
+        dst[q] = src[q]
+
+
+@njit
+def _unwide(acc, Wp, yp):
+    """yp (Ho, Wo) = the rows of acc, pitch Wp."""
+    Ho, Wo = yp.shape
+    for oh in range(Ho):
+        _copy_row(acc[oh * Wp:oh * Wp + Wo], yp[oh])
+
+
 @njit
 def pad_planes(x, n, pt, pl, Hp, Wp, xpad):
     """xpad[c] = the zero-padded plane x[n, c] (rows of pitch Wp), for every channel c."""
@@ -150,10 +166,40 @@ def pad_planes(x, n, pt, pl, Hp, Wp, xpad):
         dst = xpad[c]
         for q in range(Hp * Wp):
             dst[q] = np.float32(0)
+        xp = x[n, c]
         for ih in range(H):
             base = (ih + pt) * Wp + pl
-            for iw in range(W):
-                dst[base + iw] = x[n, c, ih, iw]
+            _copy_row(xp[ih], dst[base:base + W])
+
+
+@njit
+def _taps_row(acc, xf, off, dw, wr, Lw):
+    """acc[:Lw] += sum_j wr[j] * xf[off + j*dw:][:Lw]: one row of taps per pass over acc (3- and
+    5-wide rows in one pass: fewer load/store round trips of acc)."""
+    KW = wr.size
+    a = acc[:Lw]
+    if KW == 3:
+        w0, w1, w2 = wr[0], wr[1], wr[2]
+        s0 = xf[off:off + Lw]
+        s1 = xf[off + dw:off + dw + Lw]
+        s2 = xf[off + 2 * dw:off + 2 * dw + Lw]
+        for q in range(Lw):
+            a[q] += (w0 * s0[q] + w1 * s1[q]) + w2 * s2[q]
+    elif KW == 5:
+        w0, w1, w2, w3, w4 = wr[0], wr[1], wr[2], wr[3], wr[4]
+        s0 = xf[off:off + Lw]
+        s1 = xf[off + dw:off + dw + Lw]
+        s2 = xf[off + 2 * dw:off + 2 * dw + Lw]
+        s3 = xf[off + 3 * dw:off + 3 * dw + Lw]
+        s4 = xf[off + 4 * dw:off + 4 * dw + Lw]
+        for q in range(Lw):
+            a[q] += ((w0 * s0[q] + w1 * s1[q]) + (w2 * s2[q] + w3 * s3[q])) + w4 * s4[q]
+    else:
+        for j in range(KW):
+            wv = wr[j]
+            src = xf[off + j * dw:off + j * dw + Lw]
+            for q in range(Lw):
+                a[q] += wv * src[q]
 
 
 @njit
@@ -178,24 +224,17 @@ def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
             for c in range(Cg):
                 xf = xpad[g * Cg + c]
                 for i in range(KH):
-                    for j in range(KW):
-                        off = i * dh * Wp + j * dw
-                        wv = w[k, c, i, j]
-                        src = xf[off:off + Lw]
-                        for q in range(Lw):
-                            acc[q] += wv * src[q]
-            for oh in range(Ho):
-                for ow in range(Wo):
-                    y[n, k, oh, ow] = acc[oh * Wp + ow]
+                    _taps_row(acc, xf, i * dh * Wp, dw, w[k, c, i], Lw)
+            _unwide(acc, Wp, y[n, k])
 
 
 @njit
 def _wide_gy(gy, n, k, Wp, gyw):
     """gyw = gy[n, k] with row pitch Wp; the gap entries stay zero (set once by the caller)."""
     Ho, Wo = gy.shape[2], gy.shape[3]
+    gp = gy[n, k]
     for oh in range(Ho):
-        for ow in range(Wo):
-            gyw[oh * Wp + ow] = gy[n, k, oh, ow]
+        _copy_row(gp[oh], gyw[oh * Wp:oh * Wp + Wo])
 
 
 @njit
@@ -225,10 +264,63 @@ def direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx):
                         for q in range(Lw):
                             dst[q] += wv * gyw[q]
         for c in range(C):
+            src = gxpad[c]
+            gp = gx[n, c]
             for ih in range(H):
                 base = (ih + pt) * Wp + pl
-                for iw in range(W):
-                    gx[n, c, ih, iw] = gxpad[c, base + iw]
+                _copy_row(src[base:base + W], gp[ih])
+
+
+@njit
+def _dot_row(gyw, xf, off, dw, Lw, gr):
+    """gr[j] += dot(gyw[:Lw], xf[off + j*dw:][:Lw]) for every j: a row of taps per pass over gyw."""
+    KW = gr.size
+    g = gyw[:Lw]
+    if KW == 3:
+        s0 = xf[off:off + Lw]
+        s1 = xf[off + dw:off + dw + Lw]
+        s2 = xf[off + 2 * dw:off + 2 * dw + Lw]
+        a0 = np.float32(0)
+        a1 = np.float32(0)
+        a2 = np.float32(0)
+        for q in range(Lw):
+            v = g[q]
+            a0 += v * s0[q]
+            a1 += v * s1[q]
+            a2 += v * s2[q]
+        gr[0] += a0
+        gr[1] += a1
+        gr[2] += a2
+    elif KW == 5:
+        s0 = xf[off:off + Lw]
+        s1 = xf[off + dw:off + dw + Lw]
+        s2 = xf[off + 2 * dw:off + 2 * dw + Lw]
+        s3 = xf[off + 3 * dw:off + 3 * dw + Lw]
+        s4 = xf[off + 4 * dw:off + 4 * dw + Lw]
+        a0 = np.float32(0)
+        a1 = np.float32(0)
+        a2 = np.float32(0)
+        a3 = np.float32(0)
+        a4 = np.float32(0)
+        for q in range(Lw):
+            v = g[q]
+            a0 += v * s0[q]
+            a1 += v * s1[q]
+            a2 += v * s2[q]
+            a3 += v * s3[q]
+            a4 += v * s4[q]
+        gr[0] += a0
+        gr[1] += a1
+        gr[2] += a2
+        gr[3] += a3
+        gr[4] += a4
+    else:
+        for j in range(KW):
+            src = xf[off + j * dw:off + j * dw + Lw]
+            a = np.float32(0)
+            for q in range(Lw):
+                a += g[q] * src[q]
+            gr[j] += a
 
 
 @njit
@@ -254,10 +346,4 @@ def direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gw):
             for c in range(Cg):
                 xf = xpad[g * Cg + c]
                 for i in range(KH):
-                    for j in range(KW):
-                        off = i * dh * Wp + j * dw
-                        src = xf[off:off + Lw]
-                        acc = np.float32(0)
-                        for q in range(Lw):
-                            acc += gyw[q] * src[q]
-                        gw[k, c, i, j] += acc
+                    _dot_row(gyw, xf, i * dh * Wp, dw, Lw, gw[k, c, i])
