@@ -1,10 +1,10 @@
 """conv2d / conv1d: reference backward vs finite differences, float32 kernels vs reference,
-both CPU paths (direct loops and chunked im2col+GEMM), preallocated outputs, validation."""
+every CPU path (direct loops, chunked im2col+GEMM, Winograd), preallocated outputs, validation."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edgecnn.kernels import conv, _conv_gemm
+from edgecnn.kernels import conv, _conv_gemm, _conv_winograd
 from edgecnn.kernels import (conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward,
                              conv2d_output_shape)
 from reference import (conv1d_backward_ref, conv1d_ref, conv2d_backward_ref, conv2d_ref,
@@ -63,13 +63,16 @@ def _make(xs, ks, kw, seed):
     return x, w, b, kw
 
 
-@pytest.fixture(params=["direct", "gemm", "gemm-1", "direct-generic", "gemm-generic"])
+@pytest.fixture(params=["direct", "gemm", "gemm-1", "direct-generic", "gemm-generic", "winograd",
+                        "winograd-1"])
 def path(request, monkeypatch):
     """Force one CPU path; "-1" also cuts the batch into one-sample chunks; "-generic" keeps
-    stride-1 convs off the wide-row kernels."""
+    stride-1 convs off the wide-row kernels; "winograd" runs the 3x3 stride-1 configurations as
+    F(2x2, 3x3) and the others on the GEMM path."""
     monkeypatch.setattr(conv, "_FORCE_PATH", request.param.split("-")[0])
     if request.param.endswith("-1"):
         monkeypatch.setattr(_conv_gemm, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(_conv_winograd, "CHUNK_BYTES", 1)
     if request.param.endswith("-generic"):
         monkeypatch.setattr(conv, "_FORCE_GENERIC", True)
     return request.param

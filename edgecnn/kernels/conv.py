@@ -5,7 +5,8 @@ Convolution here is cross-correlation, as in every ML library; ``flip=True`` fli
 
 Two CPU implementations, chosen per shape by ``_choose_path``:
 * ``_conv_gemm``: per-chunk im2col that stays in L2 + OpenBLAS sgemm (channel-rich layers);
-* ``_conv_direct``: plain loops (single-channel first layers, depthwise and other thin groups).
+* ``_conv_direct``: plain loops (single-channel first layers, depthwise and other thin groups);
+* ``_conv_winograd``: F(2x2, 3x3) for the channel-rich 3x3 stride-1 layers (2.25x fewer flops).
 Each has a stride-1 variant on "wide rows" (every tap is one contiguous slice of the padded
 plane) and a general one (any stride). All are serial kernels over a slice of the batch;
 ``_conv_threads`` runs one slice per thread and joins once. The tests run every variant
@@ -15,13 +16,14 @@ import numpy as np
 
 from ._common import (as_int, as_tuple, check_array, check_out, check_shape, is_device_array,
                       output_shape, resolve_padding)
-from . import _conv_direct, _conv_gemm
+from . import _conv_direct, _conv_gemm, _conv_winograd
 from ._conv_threads import n_parts, run_parts
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
            "conv2d_output_shape", "conv2d_fwd_cpu", "conv2d_bwd_input_cpu", "conv2d_bwd_weight_cpu"]
 
-# Tests set these to exercise one path on every configuration: _FORCE_PATH "direct" or "gemm";
+# Tests set these to exercise one path on every configuration: _FORCE_PATH "direct", "gemm" or
+# "winograd" (the last only where it applies: 3x3, stride 1, ...; elsewhere it means "gemm");
 # _FORCE_GENERIC=True also sends stride-1 convs to the general kernels (not the wide-row ones).
 _FORCE_PATH = None
 _FORCE_GENERIC = False
@@ -110,7 +112,7 @@ def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, group
 
 def _choose_path(x_shape, w_shape, groups):
     if _FORCE_PATH is not None:
-        return _FORCE_PATH
+        return "gemm" if _FORCE_PATH == "winograd" else _FORCE_PATH
     K, Cg, KH, KW = w_shape
     # A GEMM needs a reasonably deep inner dimension and several filters per group to pay for
     # writing the patches; otherwise the direct loops win. Measured (one thread, batch 64):
@@ -118,6 +120,23 @@ def _choose_path(x_shape, w_shape, groups):
     if Cg * KH * KW < 32 or K // groups < 8:
         return "direct"
     return "gemm"
+
+
+def _winograd(x_shape, w_shape, stride, pads, dilation, groups):
+    """Run this conv as F(2x2, 3x3)? Only where a GEMM would be chosen anyway: the transforms cost
+    memory passes that the thin layers the direct loops serve cannot pay back."""
+    if not _conv_winograd.eligible(w_shape, stride, pads, dilation, groups):
+        return False
+    if _FORCE_PATH is not None or _FORCE_GENERIC:
+        return _FORCE_PATH == "winograd"
+    return _choose_path(x_shape, w_shape, groups) == "gemm"
+
+
+def _winograd_weights(w):
+    """U (16, K, C): the transformed kernel of the forward."""
+    U = np.empty((16, w.shape[0], w.shape[1]), np.float32)
+    _conv_winograd.weight_transform(w, U)
+    return U
 
 
 def _unpack(stride, pads, dilation):
@@ -130,7 +149,12 @@ def conv2d_fwd_cpu(x, w, b, stride, pads, dilation, groups, y):
     b = b if has_bias else _NO_BIAS
     sh, sw, pt, pl, dh, dw = _unpack(stride, pads, dilation)
     gemm = _choose_path(x.shape, w.shape, groups) == "gemm"
-    if sh == sw == 1 and not _FORCE_GENERIC:
+    if _winograd(x.shape, w.shape, stride, pads, dilation, groups):
+        U = _winograd_weights(w)
+
+        def part(p, lo, hi):
+            _conv_winograd.forward(x, U, b, has_bias, pt, pl, lo, hi, y)
+    elif sh == sw == 1 and not _FORCE_GENERIC:
         kernel = _conv_gemm.gemm_fwd_s1 if gemm else _conv_direct.direct_fwd_s1
 
         def part(p, lo, hi):
@@ -162,7 +186,11 @@ def _bwd_cpu(gy, x, w, stride, pads, dilation, groups, gx, gw, gb):
     sh, sw, pt, pl, dh, dw = _unpack(stride, pads, dilation)
     N = gy.shape[0]
     w_shape = w.shape if w is not None else gw.shape
-    gemm = _choose_path(gy.shape[:1] + (w_shape[1] * groups,), w_shape, groups) == "gemm"
+    x_shape = gy.shape[:1] + (w_shape[1] * groups,)
+    if _winograd(x_shape, w_shape, stride, pads, dilation, groups):
+        _bwd_winograd(gy, x, w, pads, gx, gw, gb)
+        return
+    gemm = _choose_path(x_shape, w_shape, groups) == "gemm"
     parts = n_parts(N)
     gws = [gw] + [None if gw is None else np.empty_like(gw) for _ in range(parts - 1)]
     gbs = [gb] + [None if gb is None else np.empty_like(gb) for _ in range(parts - 1)]
@@ -192,6 +220,38 @@ def _bwd_cpu(gy, x, w, stride, pads, dilation, groups, gx, gw, gb):
             gw += gws[p]
         if gb is not None:
             gb += gbs[p]
+
+
+def _bwd_winograd(gy, x, w, pads, gx, gw, gb):
+    """_bwd_cpu for F(2x2, 3x3) layers. The input gradient is a forward on gy with the kernel
+    rotated and transposed and padding 2 - p; the weight gradient sums (16, K, C) transformed
+    partials, one per batch slice, in slice order (deterministic), then transforms once."""
+    (pt, pb), (pl, pr) = pads
+    N, K = gy.shape[0], gy.shape[1]
+    parts = n_parts(N)
+    Ut = None
+    if gx is not None:
+        wt = np.empty((w.shape[1], K, 3, 3), np.float32)
+        _conv_winograd.rotated_transposed(w, wt)
+        Ut = _winograd_weights(wt)
+    Ss = None if gw is None else [np.empty((16, gw.shape[1], K), np.float32) for _ in range(parts)]
+    gbs = [gb] + [None if gb is None else np.empty_like(gb) for _ in range(parts - 1)]
+
+    def part(p, lo, hi):
+        if Ss is not None:
+            _conv_winograd.weight_grad(gy, x, pt, pl, lo, hi, Ss[p])
+        if gx is not None:
+            _conv_winograd.forward(gy, Ut, _NO_BIAS, False, 2 - pt, 2 - pl, lo, hi, gx)
+        if gbs[p] is not None:
+            _conv_direct.bias_grad(gy, lo, hi, gbs[p])
+    run_parts(part, N, parts)
+    for p in range(1, parts):
+        if Ss is not None:
+            Ss[0] += Ss[p]
+        if gb is not None:
+            gb += gbs[p]
+    if gw is not None:
+        _conv_winograd.weight_grad_transform(Ss[0], gw)
 
 
 def _as4d(a):

@@ -1,0 +1,330 @@
+"""Winograd F(2x2, 3x3) conv2d for 3x3, stride-1, undilated, ungrouped layers: forward, input
+gradient and weight gradient.
+
+Why: these layers (keras-mnist's 32->64 conv, all three convs of the default model) spend most of a
+training step in im2col GEMMs that OpenBLAS already runs near its roofline, so the only way to be
+much faster is fewer multiplications. F(2x2, 3x3) computes each 2x2 output tile from a 4x4 input
+tile with 16 products instead of 36 (Lavin & Gray, 2016): in the transformed domain a conv becomes
+16 independent GEMMs (one per tile element xi), 2.25x fewer flops than im2col. Transforms use only
+adds and halvings, so float32 round-off stays within a few ulps of the direct sum.
+
+    forward          Ut = (G w G^T)^T                  (16, C, K)   once per call
+                     Vt = B^T d B   per input tile     (16, T, C)   T = tiles of a chunk of samples
+                     Mt = Vt @ Ut                      (16, T, K)   16 sgemms
+                     y  = A^T M A   per output tile (+ bias)
+    input gradient   the forward on gy, with w rotated 180 deg and transposed, padding 2 - p
+    weight gradient  S = sum over tiles (A gy A^T) (x) (B^T d B) = Gyt^T @ Vt   (16, K, C)
+                     gw = G^T S G
+
+Inside the transformed domain everything is channels-last (tile, channel): the transforms are then
+long unit-stride loops over channels that LLVM vectorizes, and both GEMMs are plain or
+transposed-A products at ~100 GFLOPS (the weight gradient ran at ~56 with channels-first tiles).
+Each vectorized loop writes one stream and reads at most three: Numba cannot mark arrays
+noalias, and LLVM gives up on loops that would need more runtime overlap checks than that.
+Tiles cover the output in 2x2 blocks; an odd output height or width gets a last tile half outside,
+whose extra outputs are never written (forward) or read as zeros (weight gradient). Like
+_conv_gemm, kernels work on a slice [lo, hi) of the batch in chunks whose scratch stays near L2.
+"""
+import numpy as np
+
+from numba import uint64
+
+from edgecnn._jit import njit
+from ._conv_gemm import scratch
+
+# Scratch per chunk and thread (Vt and Mt, or Gyt and Vt): 1 sample of the 26x26 32->64 layer,
+# several of the small planes.
+CHUNK_BYTES = 1 << 20
+_H = np.float32(0.5)
+_Z = np.float32(0)
+
+
+def eligible(w_shape, stride, pads, dilation, groups):
+    """True when this conv can run as F(2x2, 3x3): 3x3, stride 1, no dilation, one group, and
+    every padding <= 2 (the input gradient is then a forward with padding 2 - p >= 0)."""
+    (pt, pb), (pl, pr) = pads
+    return (w_shape[2] == 3 and w_shape[3] == 3 and tuple(stride) == (1, 1)
+            and tuple(dilation) == (1, 1) and groups == 1 and max(pt, pb, pl, pr) <= 2)
+
+
+def tiles(Ho, Wo):
+    return (Ho + 1) // 2, (Wo + 1) // 2
+
+
+def padded_rows(rows, cols):
+    """rows or a little more, so that 16 planes of (rows, cols) floats start at 16 different
+    64-byte slots modulo 4 KiB. Transforms stream all 16 planes at once; with plane strides a
+    multiple of 4 KiB (the 26x26 layer's 144 x 64 floats is 9 x 4 KiB) every stream lands in the
+    same L1 sets (measured 3x slower)."""
+    for r in range(rows, rows + 64):
+        if len({(i * r * cols * 4) % 4096 // 64 for i in range(16)}) == 16:
+            return r
+    return rows
+
+
+def planes(name, rows, cols):
+    """(gemm view, kernel array): 16 float32 planes of (rows, cols), as a (16, rows, cols) view for
+    the GEMMs and the C-contiguous (16, padded_rows, cols) array behind it for the Numba kernels."""
+    full = scratch(name, (16, padded_rows(rows, cols), cols))
+    return full[:, :rows], full
+
+
+def chunk_size(n, floats_per_sample):
+    return int(max(1, min(n, CHUNK_BYTES // max(4 * floats_per_sample, 1))))
+
+
+@njit
+def weight_transform(w, U):
+    """U[:, k, c] = G w[k, c] G^T, G = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]."""
+    K, C = w.shape[0], w.shape[1]
+    t = np.empty((4, 3), np.float32)
+    for k in range(K):
+        for c in range(C):
+            g = w[k, c]
+            for j in range(3):
+                t[0, j] = g[0, j]
+                t[1, j] = _H * (g[0, j] + g[1, j] + g[2, j])
+                t[2, j] = _H * (g[0, j] - g[1, j] + g[2, j])
+                t[3, j] = g[2, j]
+            for i in range(4):
+                U[4 * i + 0, k, c] = t[i, 0]
+                U[4 * i + 1, k, c] = _H * (t[i, 0] + t[i, 1] + t[i, 2])
+                U[4 * i + 2, k, c] = _H * (t[i, 0] - t[i, 1] + t[i, 2])
+                U[4 * i + 3, k, c] = t[i, 2]
+
+
+@njit
+def rotated_transposed(w, out):
+    """out[c, k, i, j] = w[k, c, 2 - i, 2 - j]: the kernel of the input gradient as a forward."""
+    K, C = w.shape[0], w.shape[1]
+    for c in range(C):
+        for k in range(K):
+            for i in range(3):
+                for j in range(3):
+                    out[c, k, i, j] = w[k, c, 2 - i, 2 - j]
+
+
+# Loops that must vectorize index their innermost dimension with the bare loop variable, or with
+# an unsigned offset: Numba adds a negative-index wraparound select to any signed index expression
+# (``off + e``), which stopped LLVM from vectorizing (measured 6x slower). Nothing is sliced inside
+# hot loops either: every Numba slice bumps a reference count atomically.
+
+@njit
+def input_transform(x, n0, nb, pt, pl, TH, TW, Q, z, V):
+    """V[:, c, t] = B^T d B for every 4x4 tile d of the zero-padded planes of samples n0..,
+    B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]].
+
+    Tiles are numbered on a grid of TH x (TW + 1) per sample: the extra column is junk (its outputs
+    are dropped, its gradients are zero), and makes every tile element d[a, b] of every tile one
+    contiguous slice of a polyphase plane: Q[2 (a % 2) + b % 2] holds the padded plane's rows and
+    columns of that parity, and d[a, b](t) = Q[..][(a // 2) * (TW + 1) + b // 2 + t]. Each of the 32
+    steps below is then one flat, vectorized loop over the tiles of a plane."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    U1 = TW + 1
+    Tp = TH * U1
+    Tq = Q.shape[1]
+    for nl in range(nb):
+        n = n0 + nl
+        t0 = uint64(nl * Tp)
+        for c in range(C):
+            for p in range(4):
+                for e in range(Tq):
+                    Q[p, e] = _Z
+                a2 = p // 2
+                b2 = p % 2
+                jlo = max(0, (pl - b2 + 1) // 2)
+                jhi = min(U1, (W - 1 + pl - b2) // 2 + 1)
+                for i in range(TH + 1):
+                    ih = 2 * i + a2 - pt
+                    if 0 <= ih < H:
+                        for j in range(jlo, jhi):
+                            Q[p, i * U1 + j] = x[n, c, ih, 2 * j + b2 - pl]
+            for b in range(4):  # B^T over rows: z[4 i + b] from d[0..3, b]
+                p = b % 2
+                o0 = uint64(b // 2)
+                o1 = uint64(U1 + b // 2)
+                for e in range(uint64(Tp)):
+                    z[b, e] = Q[p, e + o0] - Q[p, e + o1]              # d0b - d2b
+                for e in range(uint64(Tp)):
+                    z[4 + b, e] = Q[2 + p, e + o0] + Q[p, e + o1]      # d1b + d2b
+                for e in range(uint64(Tp)):
+                    z[8 + b, e] = Q[p, e + o1] - Q[2 + p, e + o0]      # d2b - d1b
+                for e in range(uint64(Tp)):
+                    z[12 + b, e] = Q[2 + p, e + o0] - Q[2 + p, e + o1]  # d1b - d3b
+            for i in range(4):  # then B over columns
+                r = 4 * i
+                for e in range(uint64(Tp)):
+                    V[r, c, t0 + e] = z[r, e] - z[r + 2, e]
+                for e in range(uint64(Tp)):
+                    V[r + 1, c, t0 + e] = z[r + 1, e] + z[r + 2, e]
+                for e in range(uint64(Tp)):
+                    V[r + 2, c, t0 + e] = z[r + 2, e] - z[r + 1, e]
+                for e in range(uint64(Tp)):
+                    V[r + 3, c, t0 + e] = z[r + 1, e] - z[r + 3, e]
+
+
+@njit
+def output_transform(M, Tn, b, has_bias, n0, TH, TW, tmp, y):
+    """y[n0 + n, k] = A^T M A per tile (+ b[k]), A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], on the tile
+    grid of input_transform: rows A_j = M_j + M_4+j + M_8+j and C_j = M_4+j - M_8+j - M_12+j, then
+    the four outputs of a tile A0+A1+A2, A1-A2-A3, C0+C1+C2, C1-C2-C3, as flat loops over whole
+    planes (tmp (12, K * Tn)); then interleaved into y, dropping junk tiles and outputs past the
+    last row or column."""
+    K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
+    U1 = TW + 1
+    Tp = TH * U1
+    nb = Tn // Tp
+    n = K * Tn
+    M2 = M.reshape(16, M.shape[1] * M.shape[2])
+    for j in range(4):
+        for e in range(n):
+            tmp[j, e] = M2[j, e] + M2[4 + j, e] + M2[8 + j, e]
+        for e in range(n):
+            tmp[4 + j, e] = M2[4 + j, e] - M2[8 + j, e] - M2[12 + j, e]
+    for e in range(n):
+        tmp[8, e] = tmp[0, e] + tmp[1, e] + tmp[2, e]
+    for e in range(n):
+        tmp[9, e] = tmp[1, e] - tmp[2, e] - tmp[3, e]
+    for e in range(n):
+        tmp[10, e] = tmp[4, e] + tmp[5, e] + tmp[6, e]
+    for e in range(n):
+        tmp[11, e] = tmp[5, e] - tmp[6, e] - tmp[7, e]
+    one = uint64(1)
+    for nl in range(nb):
+        for k in range(K):
+            bv = _Z
+            if has_bias:
+                bv = b[k]
+            for ty in range(TH):
+                base = uint64(k * Tn + nl * Tp + ty * U1)
+                for a in range(2):
+                    oh = 2 * ty + a
+                    if oh < Ho:
+                        for tx in range(uint64(Wo // 2)):
+                            y[n0 + nl, k, oh, tx + tx] = tmp[8 + 2 * a, base + tx] + bv
+                            y[n0 + nl, k, oh, tx + tx + one] = tmp[9 + 2 * a, base + tx] + bv
+                        if Wo % 2:
+                            y[n0 + nl, k, oh, Wo - 1] = tmp[8 + 2 * a, base + uint64(Wo // 2)] + bv
+
+
+@njit
+def grad_transform(gy, n0, T, TH, TW, tmp, Gyt):
+    """Gyt[:, t, k] = A g A^T for every 2x2 tile g of gy (zeros past the output), on the tile grid
+    of input_transform,
+    A = [[1, 0], [1, 1], [1, -1], [0, -1]], over whole planes: the tile elements g00, g01, g10,
+    g11 are gathered channels-last into tmp[0:4] (tmp (8, Tp, K)), the row sums into tmp[4:8]."""
+    K, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    U1 = TW + 1
+    Tp = TH * U1
+    for t in range(T):  # junk tiles (tx == TW) lie past the output: zeros
+        nl = n0 + t // Tp
+        ty = (t % Tp) // U1
+        tx = t % U1
+        for a in range(2):
+            oh = 2 * ty + a
+            for bb in range(2):
+                ow = 2 * tx + bb
+                row = 2 * a + bb
+                if oh < Ho and ow < Wo:
+                    for k in range(K):
+                        tmp[row, t, k] = gy[nl, k, oh, ow]
+                else:
+                    for k in range(K):
+                        tmp[row, t, k] = _Z
+    n = T * K
+    t2 = tmp.reshape(8, tmp.shape[1] * K)
+    G2 = Gyt.reshape(16, Gyt.shape[1] * K)
+    # rows of A g: (g0, g0 + g1, g0 - g1, -g1), each a pair (column 0, column 1);
+    # t2 rows 0-3 = g00, g01, g10, g11; 4-7 = r1a, r1b, r2a, r2b
+    for e in range(n):
+        t2[4, e] = t2[0, e] + t2[2, e]
+    for e in range(n):
+        t2[5, e] = t2[1, e] + t2[3, e]
+    for e in range(n):
+        t2[6, e] = t2[0, e] - t2[2, e]
+    for e in range(n):
+        t2[7, e] = t2[1, e] - t2[3, e]
+    for j in range(3):  # Gy rows 4j..4j+3 from the pair (a, b) = t2 rows (0,1), (4,5), (6,7)
+        ra = 0 if j == 0 else 2 + 2 * j
+        for e in range(n):
+            G2[4 * j, e] = t2[ra, e]
+        for e in range(n):
+            G2[4 * j + 1, e] = t2[ra, e] + t2[ra + 1, e]
+        for e in range(n):
+            G2[4 * j + 2, e] = t2[ra, e] - t2[ra + 1, e]
+        for e in range(n):
+            G2[4 * j + 3, e] = -t2[ra + 1, e]
+    for e in range(n):  # row 3 of A g is (-g10, -g11)
+        G2[12, e] = -t2[2, e]
+    for e in range(n):
+        G2[13, e] = -t2[2, e] - t2[3, e]
+    for e in range(n):
+        G2[14, e] = t2[3, e] - t2[2, e]
+    for e in range(n):
+        G2[15, e] = t2[3, e]
+
+
+@njit
+def weight_grad_transform(St, gw):
+    """gw[k, c] = G^T St[:, c, k] G (St viewed 4x4 per (c, k))."""
+    K, C = gw.shape[0], gw.shape[1]
+    t = np.empty((3, 4), np.float32)
+    for k in range(K):
+        for c in range(C):
+            for j in range(4):
+                s0 = St[j, c, k]
+                s1 = St[4 + j, c, k]
+                s2 = St[8 + j, c, k]
+                s3 = St[12 + j, c, k]
+                t[0, j] = s0 + _H * (s1 + s2)
+                t[1, j] = _H * (s1 - s2)
+                t[2, j] = _H * (s1 + s2) + s3
+            for i in range(3):
+                gw[k, c, i, 0] = t[i, 0] + _H * (t[i, 1] + t[i, 2])
+                gw[k, c, i, 1] = _H * (t[i, 1] - t[i, 2])
+                gw[k, c, i, 2] = _H * (t[i, 1] + t[i, 2]) + t[i, 3]
+
+
+# --- host drivers: one batch slice [lo, hi), single-threaded (see _conv_threads) ---------------
+
+def _input_scratch(TH, TW):
+    return scratch("wQ", (4, (TH + 2) * (TW + 1))), scratch("wz", (16, TH * (TW + 1)))
+
+
+def forward(x, U, b, has_bias, pt, pl, lo, hi, y):
+    """y[lo:hi] = conv3x3(x[lo:hi]) + b, with U = weight_transform(w) (16, K, C)."""
+    C, K = x.shape[1], y.shape[1]
+    TH, TW = tiles(y.shape[2], y.shape[3])
+    Tp = TH * (TW + 1)
+    nb = chunk_size(hi - lo, (16 * (C + K) + 12 * K) * Tp)
+    Q, z = _input_scratch(TH, TW)
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        V, Vfull = planes("wV", C, m * Tp)
+        M, Mfull = planes("wM", K, m * Tp)
+        tmp = scratch("wtmp", (12, K * m * Tp))
+        input_transform(x, n0, m, pt, pl, TH, TW, Q, z, Vfull)
+        np.matmul(U, V, out=M)
+        output_transform(Mfull, m * Tp, b, has_bias, n0, TH, TW, tmp, y)
+
+
+def weight_grad(gy, x, pt, pl, lo, hi, St):
+    """St = sum over samples [lo, hi) of the transformed weight gradient (16, C, K), overwritten;
+    gw = weight_grad_transform(St) once the slices are summed."""
+    C, K = x.shape[1], gy.shape[1]
+    TH, TW = tiles(gy.shape[2], gy.shape[3])
+    Tp = TH * (TW + 1)
+    nb = chunk_size(hi - lo, (16 * (C + K) + 8 * K) * Tp)
+    Q, z = _input_scratch(TH, TW)
+    part = scratch("wSpart", St.shape)
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        V, Vfull = planes("wV", C, m * Tp)
+        Gyt, Gfull = planes("wGy", m * Tp, K)
+        tmp = scratch("wtmp", (8, Gfull.shape[1], K))
+        input_transform(x, n0, m, pt, pl, TH, TW, Q, z, Vfull)
+        grad_transform(gy, n0, m * Tp, TH, TW, tmp, Gfull)
+        target = St if n0 == lo else part
+        np.matmul(V, Gyt, out=target)  # (C, T) @ (T, K): both operands plain, ~100 GFLOPS
+        if n0 != lo:
+            St += part
