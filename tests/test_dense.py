@@ -53,6 +53,23 @@ def test_kernels_match_reference_random(n, i, o, bias, seed):
     check(*case((n, i, o, bias), seed))
 
 
+@pytest.mark.parametrize("shape", [(40, 33, 17, True), (128, 300, 20, False), (17, 64, 40, True)])
+def test_products_split_across_threads_match_reference(shape, monkeypatch):
+    # Every product split (row blocks for y and gx, column blocks for gw) on two threads.
+    import numba
+    monkeypatch.setattr(D, "SPLIT_FLOPS", 0)
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        check(*case(shape, 3))
+        x, w, b, gy = (None if a is None else a.astype(np.float32) for a in case(shape, 4))
+        runs = [(D.dense_forward(x, w, b), *D.dense_backward(gy, x, w)) for _ in range(2)]
+        for a1, a2 in zip(*runs):
+            assert np.array_equal(a1, a2)  # fixed blocks: deterministic
+    finally:
+        numba.set_num_threads(old)
+
+
 def test_preallocated_outputs_and_skips():
     x, w, b, gy = (a.astype(np.float32) for a in case((4, 6, 3, True)))
     out = np.full((4, 3), 7.0, np.float32)
