@@ -155,3 +155,26 @@ def test_validation_names_the_parameter(call, exc, name):
         call()
     msg = str(info.value)
     assert name in msg and "batchnorm2d_" in msg, msg
+
+
+def test_same_bits_for_any_thread_count():
+    """Plane sums are merged per channel in order of n, whatever thread ran them."""
+    import numba
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((9, 5, 6, 7)) * 2 + 3).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    g = rng.random(5).astype(np.float32) + 0.5
+    b = rng.standard_normal(5).astype(np.float32)
+    before = numba.get_num_threads()
+    outs = []
+    try:
+        for t in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(t)
+            rm, rv = np.zeros(5, np.float32), np.ones(5, np.float32)
+            y, sm, si = B.batchnorm2d_forward(x, g, b, rm, rv, training=True)
+            gx, gg, gb = B.batchnorm2d_backward(gy, x, g, sm, si)
+            outs.append((y, sm, si, rm, rv, gx, gg, gb))
+    finally:
+        numba.set_num_threads(before)
+    for a, z in zip(outs[0], outs[-1]):
+        np.testing.assert_array_equal(a, z)
