@@ -506,6 +506,9 @@ class _Plan:
                 else:
                     ks = (K.k3flat[False], K.k3flat[True])
                 args = (W, cn, rowmap, colmap, self.w3)
+            elif self.kind == "k3" and not u8 and not gray and _K3SEPFLAT[0]:
+                ks = (K.k3sepflat[False], K.k3sepflat[True])  # source rows read in place
+                args = (W, cn, rowmap, colmap, self.w3s)
             elif self.kind == "k3":
                 t = "int16" if u8 else "float32"
                 sep = getattr(self, "w3s", None) is not None and _K3SEP[0]
@@ -580,6 +583,7 @@ class _Plan:
 
 
 _K3SEP = [True]  # separable 3x3 kernels as two passes (False: the 9-tap one-pass kernel)
+_K3SEPFLAT = [True]  # float32 separable 3x3 read in place (False: through a ring of row copies)
 _PARALLEL_MIN = 1 << 15  # elements; below this one thread beats waking the pool
 _parallel = [True]
 

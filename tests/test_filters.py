@@ -504,9 +504,10 @@ def test_cli_show_without_display_says_so(tmp_path, monkeypatch):
 @pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (2, 2), (3, 3), (2, 7, 3), (7, 2, 3),
                                    (5, 9, 3), (64, 600)])
 def test_float32_3x3_in_place_kernel_edges(shape, border):
-    """float32 3x3 kernels stream the frame in place and rewrite the first/last rows and columns
-    through the border maps: named (taps compiled in) and user kernels (taps at run time), every
-    thread way, on frames from 1x1 up."""
+    """float32 3x3 kernels read the frame in place: the one-pass kernel rewrites the first/last
+    rows and columns through the border maps (named taps compiled in, user taps at run time), the
+    separable one (gaussian, box) maps rows and pads its column line; every thread way, on frames
+    from 1x1 up."""
     rng = np.random.default_rng(len(shape) * 100 + shape[0] * 10 + shape[1])
     img = rng.uniform(-100, 100, shape).astype(np.float32)
     user = rng.uniform(-1, 1, (3, 3)).astype(np.float32)
@@ -514,7 +515,7 @@ def test_float32_3x3_in_place_kernel_edges(shape, border):
         F.set_parallel(mode)
         try:
             for name, k in (("laplacian4", None), ("sobel_y", None), ("laplacian8", None),
-                            ("kernel", user)):
+                            ("kernel", user), ("gaussian", None), ("box", None)):
                 kk = F.kernel(name) if k is None else k
                 ref = cv2.filter2D(img, -1, kk, borderType=BORDERS[border])
                 got = F.apply(img, k if k is not None else name, border=border)
