@@ -93,17 +93,6 @@ def weight_transform(w, U):
                 U[4 * i + 3, k, c] = t[i, 2]
 
 
-@njit
-def rotated_transposed(w, out):
-    """out[c, k, i, j] = w[k, c, 2 - i, 2 - j]: the kernel of the input gradient as a forward."""
-    K, C = w.shape[0], w.shape[1]
-    for c in range(C):
-        for k in range(K):
-            for i in range(3):
-                for j in range(3):
-                    out[c, k, i, j] = w[k, c, 2 - i, 2 - j]
-
-
 # Loops that must vectorize index their innermost dimension with the bare loop variable, or with
 # an unsigned offset: Numba adds a negative-index wraparound select to any signed index expression
 # (``off + e``), which stopped LLVM from vectorizing (measured 6x slower). Nothing is sliced inside
@@ -265,6 +254,59 @@ def grad_transform(gy, n0, T, TH, TW, tmp, Gyt):
 
 
 @njit
+def input_adjoint(GV, T, n0, pt, pl, TH, TW, R, gP, gx):
+    """gx[n0 + n] = input_transform's adjoint applied to GV (16, Tp, C), the input gradient in the
+    transformed domain: per tile gd = B GV B^T (B = (B^T)^T = [[1,0,0,0],[0,1,-1,1],[-1,1,1,0],
+    [0,0,0,-1]]), added into the 4x4 window the tile read; tiles overlap by two rows and columns.
+    Rows R = B GV go to R (16, Tp * C), gd overwrites GV; both as flat loops over whole planes.
+    The window sums run channels-last in gP (Hp, Wp, C), then are cropped into NCHW gx."""
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    U1 = TW + 1
+    Tp = TH * U1
+    nb = T // Tp
+    n = T * C
+    G2 = GV.reshape(16, GV.shape[1] * C)
+    for j in range(4):  # R[4a + j] = sum_i B[a, i] GV[4i + j]
+        for e in range(n):
+            R[j, e] = G2[j, e]
+        for e in range(n):
+            R[4 + j, e] = G2[4 + j, e] - G2[8 + j, e] + G2[12 + j, e]
+        for e in range(n):
+            R[8 + j, e] = G2[4 + j, e] + G2[8 + j, e] - G2[j, e]
+        for e in range(n):
+            R[12 + j, e] = -G2[12 + j, e]
+    for a in range(4):  # gd[4a + b] = sum_j B[b, j] R[4a + j]
+        r = 4 * a
+        for e in range(n):
+            G2[r, e] = R[r, e]
+        for e in range(n):
+            G2[r + 1, e] = R[r + 1, e] - R[r + 2, e] + R[r + 3, e]
+        for e in range(n):
+            G2[r + 2, e] = R[r + 1, e] + R[r + 2, e] - R[r, e]
+        for e in range(n):
+            G2[r + 3, e] = -R[r + 3, e]
+    Hp, Wp = gP.shape[0], gP.shape[1]
+    gP2 = gP.reshape(Hp, Wp * C)
+    for nl in range(nb):
+        for r in range(Hp):
+            for e in range(Wp * C):
+                gP2[r, e] = _Z
+        for ty in range(TH):
+            for tx in range(TW):  # the junk column's tiles carry zero gradient: skipped
+                base = uint64((nl * Tp + ty * U1 + tx) * C)
+                for a in range(4):
+                    for b in range(4):
+                        q = uint64((2 * tx + b) * C)
+                        row = 4 * a + b
+                        for c in range(uint64(C)):
+                            gP2[2 * ty + a, q + c] += G2[row, base + c]
+        for c in range(C):
+            for ih in range(H):
+                for iw in range(W):
+                    gx[n0 + nl, c, ih, iw] = gP[ih + pt, iw + pl, c]
+
+
+@njit
 def weight_grad_transform(St, gw):
     """gw[k, c] = G^T St[:, c, k] G (St viewed 4x4 per (c, k))."""
     K, C = gw.shape[0], gw.shape[1]
@@ -308,23 +350,33 @@ def forward(x, U, b, has_bias, pt, pl, lo, hi, y):
         output_transform(Mfull, m * Tp, b, has_bias, n0, TH, TW, tmp, y)
 
 
-def weight_grad(gy, x, pt, pl, lo, hi, St):
-    """St = sum over samples [lo, hi) of the transformed weight gradient (16, C, K), overwritten;
-    gw = weight_grad_transform(St) once the slices are summed."""
-    C, K = x.shape[1], gy.shape[1]
+def backward(gy, x, U, pt, pl, lo, hi, gx, St):
+    """For samples [lo, hi): gx = the input gradient (if gx is not None) and St = the summed
+    transformed weight gradient (16, C, K) (if St is not None; overwritten; gw =
+    weight_grad_transform(St) once the slices are summed). Both start from the same transformed
+    gy, Gyt (T, K): St += V @ Gyt with V = input_transform(x), and the input gradient is the
+    adjoint of the input transform applied to Gyt @ U."""
+    C, K = U.shape[2], gy.shape[1]
     TH, TW = tiles(gy.shape[2], gy.shape[3])
     Tp = TH * (TW + 1)
-    nb = chunk_size(hi - lo, (16 * (C + K) + 8 * K) * Tp)
+    nb = chunk_size(hi - lo, (16 * (2 * C + K) + 8 * K + 16 * C) * Tp)
     Q, z = _input_scratch(TH, TW)
-    part = scratch("wSpart", St.shape)
+    part = scratch("wSpart", (16, C, K))
+    gP = scratch("wgP", (2 * TH + 2, 2 * TW + 2, C))
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
-        V, Vfull = planes("wV", C, m * Tp)
         Gyt, Gfull = planes("wGy", m * Tp, K)
         tmp = scratch("wtmp", (8, Gfull.shape[1], K))
-        input_transform(x, n0, m, pt, pl, TH, TW, Q, z, Vfull)
         grad_transform(gy, n0, m * Tp, TH, TW, tmp, Gfull)
-        target = St if n0 == lo else part
-        np.matmul(V, Gyt, out=target)  # (C, T) @ (T, K): both operands plain, ~100 GFLOPS
-        if n0 != lo:
-            St += part
+        if St is not None:
+            V, Vfull = planes("wV", C, m * Tp)
+            input_transform(x, n0, m, pt, pl, TH, TW, Q, z, Vfull)
+            target = St if n0 == lo else part
+            np.matmul(V, Gyt, out=target)  # (C, T) @ (T, K): both operands plain, ~100 GFLOPS
+            if n0 != lo:
+                St += part
+        if gx is not None:
+            GV, GVfull = planes("wGV", m * Tp, C)
+            np.matmul(Gyt, U, out=GV)      # (T, K) @ (K, C)
+            R = scratch("wR", (16, GVfull.shape[1] * C))
+            input_adjoint(GVfull, m * Tp, n0, pt, pl, TH, TW, R, gP, gx)

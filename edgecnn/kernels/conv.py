@@ -223,25 +223,19 @@ def _bwd_cpu(gy, x, w, stride, pads, dilation, groups, gx, gw, gb):
 
 
 def _bwd_winograd(gy, x, w, pads, gx, gw, gb):
-    """_bwd_cpu for F(2x2, 3x3) layers. The input gradient is a forward on gy with the kernel
-    rotated and transposed and padding 2 - p; the weight gradient sums (16, K, C) transformed
-    partials, one per batch slice, in slice order (deterministic), then transforms once."""
+    """_bwd_cpu for F(2x2, 3x3) layers: each batch slice computes its input gradient and a
+    (16, C, K) transformed weight-gradient partial; partials are summed in slice order
+    (deterministic), then transformed once."""
     (pt, pb), (pl, pr) = pads
-    N, K = gy.shape[0], gy.shape[1]
+    N = gy.shape[0]
     parts = n_parts(N)
-    Ut = None
-    if gx is not None:
-        wt = np.empty((w.shape[1], K, 3, 3), np.float32)
-        _conv_winograd.rotated_transposed(w, wt)
-        Ut = _winograd_weights(wt)
-    Ss = None if gw is None else [np.empty((16, gw.shape[1], K), np.float32) for _ in range(parts)]
+    U = _winograd_weights(w if w is not None else np.zeros(gw.shape, np.float32))
+    Ss = None if gw is None else [np.empty((16, U.shape[2], U.shape[1]), np.float32)
+                                  for _ in range(parts)]
     gbs = [gb] + [None if gb is None else np.empty_like(gb) for _ in range(parts - 1)]
 
     def part(p, lo, hi):
-        if Ss is not None:
-            _conv_winograd.weight_grad(gy, x, pt, pl, lo, hi, Ss[p])
-        if gx is not None:
-            _conv_winograd.forward(gy, Ut, _NO_BIAS, False, 2 - pt, 2 - pl, lo, hi, gx)
+        _conv_winograd.backward(gy, x, U, pt, pl, lo, hi, gx, None if Ss is None else Ss[p])
         if gbs[p] is not None:
             _conv_direct.bias_grad(gy, lo, hi, gbs[p])
     run_parts(part, N, parts)
