@@ -202,6 +202,35 @@ def _taps_row(acc, xf, off, dw, wr, Lw):
                 a[q] += wv * src[q]
 
 
+# Several samples per pass ("tall" planes): the padded planes of G samples are stacked in one buffer,
+# pitch P = Hp*Wp per sample, and every tap is one contiguous run over all of them (the outputs between
+# two samples' valid regions are junk, dropped on the way out; gy is zero there on the way back). With
+# one sample per pass, lenet5's 6->16 5x5 on 14x14 ran 136-element loops and the per-pass setup
+# dominated. G keeps a plane group near _TALL floats (L1-sized), at least one sample.
+_TALL = 2048
+
+
+@njit
+def _group(n, P):
+    return max(1, min(n, _TALL // P))
+
+
+@njit
+def _pad_group(x, n0, gn, pt, pl, Hp, Wp, xt):
+    """xt[c, s*P:(s+1)*P] = the zero-padded plane x[n0 + s, c] (pitch Wp), for s < gn and every c."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    P = Hp * Wp
+    for c in range(C):
+        dst = xt[c]
+        for q in range(gn * P):
+            dst[q] = np.float32(0)
+        for s in range(gn):
+            xp = x[n0 + s, c]
+            for ih in range(H):
+                base = s * P + (ih + pt) * Wp + pl
+                _copy_row(xp[ih], dst[base:base + W])
+
+
 @njit
 def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
     N, C, H, W = x.shape
@@ -209,23 +238,28 @@ def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
     Ho, Wo = y.shape[2], y.shape[3]
     Kg = K // groups
     Hp, Wp = Ho + dh * (KH - 1), Wo + dw * (KW - 1)
+    P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
-    xpad = np.empty((C, Hp * Wp), np.float32)
-    acc = np.empty(Lw, np.float32)
-    for n in range(lo, hi):
-        pad_planes(x, n, pt, pl, Hp, Wp, xpad)
+    G = _group(hi - lo, P)
+    xt = np.empty((C, G * P), np.float32)
+    acc = np.empty(G * P, np.float32)
+    for n0 in range(lo, hi, G):
+        gn = min(G, hi - n0)
+        _pad_group(x, n0, gn, pt, pl, Hp, Wp, xt)
+        Lt = (gn - 1) * P + Lw
         for k in range(K):
             g = k // Kg
             bv = np.float32(0)
             if has_bias:
                 bv = b[k]
-            for q in range(Lw):
+            for q in range(Lt):
                 acc[q] = bv
             for c in range(Cg):
-                xf = xpad[g * Cg + c]
+                xf = xt[g * Cg + c]
                 for i in range(KH):
-                    _taps_row(acc, xf, i * dh * Wp, dw, w[k, c, i], Lw)
-            _unwide(acc, Wp, y[n, k])
+                    _taps_row(acc, xf, i * dh * Wp, dw, w[k, c, i], Lt)
+            for s in range(gn):
+                _unwide(acc[s * P:s * P + P], Wp, y[n0 + s, k])
 
 
 @njit
@@ -244,31 +278,38 @@ def direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx):
     Ho, Wo = gy.shape[2], gy.shape[3]
     Kg = K // groups
     Hp, Wp = Ho + dh * (KH - 1), Wo + dw * (KW - 1)
+    P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
-    gxpad = np.empty((C, Hp * Wp), np.float32)
-    gyw = np.zeros(Lw, np.float32)
-    for n in range(lo, hi):
+    G = _group(hi - lo, P)
+    gxt = np.empty((C, G * P), np.float32)
+    gyt = np.zeros(G * P, np.float32)   # entries outside the valid outputs stay zero
+    for n0 in range(lo, hi, G):
+        gn = min(G, hi - n0)
+        Lt = (gn - 1) * P + Lw
         for c in range(C):
-            for q in range(Hp * Wp):
-                gxpad[c, q] = np.float32(0)
+            for q in range(gn * P):
+                gxt[c, q] = np.float32(0)
         for k in range(K):
             g = k // Kg
-            _wide_gy(gy, n, k, Wp, gyw)
+            for s in range(gn):
+                _wide_gy(gy, n0 + s, k, Wp, gyt[s * P:s * P + P])
+            src = gyt[:Lt]
             for c in range(Cg):
-                d = gxpad[g * Cg + c]
+                d = gxt[g * Cg + c]
                 for i in range(KH):
                     for j in range(KW):
                         off = i * dh * Wp + j * dw
                         wv = w[k, c, i, j]
-                        dst = d[off:off + Lw]
-                        for q in range(Lw):
-                            dst[q] += wv * gyw[q]
-        for c in range(C):
-            src = gxpad[c]
-            gp = gx[n, c]
-            for ih in range(H):
-                base = (ih + pt) * Wp + pl
-                _copy_row(src[base:base + W], gp[ih])
+                        dst = d[off:off + Lt]
+                        for q in range(Lt):
+                            dst[q] += wv * src[q]
+        for s in range(gn):
+            for c in range(C):
+                sp = gxt[c]
+                gp = gx[n0 + s, c]
+                for ih in range(H):
+                    base = s * P + (ih + pt) * Wp + pl
+                    _copy_row(sp[base:base + W], gp[ih])
 
 
 @njit
@@ -330,20 +371,25 @@ def direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gw):
     Ho, Wo = gy.shape[2], gy.shape[3]
     Kg = K // groups
     Hp, Wp = Ho + dh * (KH - 1), Wo + dw * (KW - 1)
+    P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
-    xpad = np.empty((C, Hp * Wp), np.float32)
-    gyw = np.zeros(Lw, np.float32)
+    G = _group(hi - lo, P)
+    xt = np.empty((C, G * P), np.float32)
+    gyt = np.zeros(G * P, np.float32)   # entries outside the valid outputs stay zero
     for k in range(K):
         for c in range(Cg):
             for i in range(KH):
                 for j in range(KW):
                     gw[k, c, i, j] = np.float32(0)
-    for n in range(lo, hi):
-        pad_planes(x, n, pt, pl, Hp, Wp, xpad)
+    for n0 in range(lo, hi, G):
+        gn = min(G, hi - n0)
+        _pad_group(x, n0, gn, pt, pl, Hp, Wp, xt)
+        Lt = (gn - 1) * P + Lw
         for k in range(K):
             g = k // Kg
-            _wide_gy(gy, n, k, Wp, gyw)
+            for s in range(gn):
+                _wide_gy(gy, n0 + s, k, Wp, gyt[s * P:s * P + P])
             for c in range(Cg):
-                xf = xpad[g * Cg + c]
+                xf = xt[g * Cg + c]
                 for i in range(KH):
-                    _dot_row(gyw, xf, i * dh * Wp, dw, Lw, gw[k, c, i])
+                    _dot_row(gyt, xf, i * dh * Wp, dw, Lt, gw[k, c, i])
