@@ -182,6 +182,29 @@ def test_default_path_on_layer_shapes(shape):
     _check_conv2d(x, w, b, kw, gy_scale=1 / np.sqrt(y_shape[0] * y_shape[2] * y_shape[3]))
 
 
+
+# Direct stride-1 kernels: 4 output channels per pass when K/groups % 4 == 0 and the kernel is 3 or 5
+# wide, and several samples per pass (tall planes, groups of about _conv_direct._TALL floats): batches
+# that fill several groups plus a partial one, with padding, dilation, groups, flip and no bias.
+DIRECT_BLOCKED = [
+    ((23, 6, 14, 14), (16, 5, 5), {}),                                    # lenet5's second conv
+    ((5, 1, 28, 28), (8, 3, 3), {"padding": 1}),
+    ((7, 1, 12, 11), (4, 5, 5), {"padding": 2, "bias": False}),
+    ((9, 4, 9, 10), (8, 3, 3), {"groups": 2, "dilation": (1, 2), "padding": "same"}),
+    ((6, 2, 9, 12), (12, 5, 5), {"dilation": 2, "padding": "full", "flip": True}),
+    ((13, 3, 8, 7), (4, 3, 5), {"padding": (1, 2)}),
+    ((11, 2, 7, 9), (6, 3, 3), {"padding": 1}),                          # K % 4 != 0: per channel
+]
+
+
+@pytest.mark.parametrize("xs,ks,kw", DIRECT_BLOCKED)
+def test_direct_blocked_channels_and_tall_planes(xs, ks, kw, monkeypatch):
+    monkeypatch.setattr(conv, "_FORCE_PATH", "direct")
+    x, w, b, kw = _make(xs, ks, kw, 8)
+    w = (w / np.sqrt(w[0].size)).astype(np.float32)
+    y_shape = conv2d_output_shape(x.shape, w.shape, **{k: v for k, v in kw.items() if k != "flip"})
+    _check_conv2d(x, w, b, kw, gy_scale=1 / np.sqrt(y_shape[0] * y_shape[2] * y_shape[3]))
+
 CONFIGS_1D = [
     ((1, 1, 7), (1, 3), {}),
     ((2, 3, 9), (4, 3), {"stride": 2, "padding": 1}),

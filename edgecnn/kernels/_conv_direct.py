@@ -207,12 +207,13 @@ def _taps_row(acc, xf, off, dw, wr, Lw):
 # two samples' valid regions are junk, dropped on the way out; gy is zero there on the way back). With
 # one sample per pass, lenet5's 6->16 5x5 on 14x14 ran 136-element loops and the per-pass setup
 # dominated. G keeps a plane group near _TALL floats (L1-sized), at least one sample.
-_TALL = 2048
+_TALL = 1024
 
 
 @njit
-def _group(n, P):
-    return max(1, min(n, _TALL // P))
+def _group(P):
+    """Samples per pass; independent of the batch, so scratch memory does not scale with it."""
+    return max(1, _TALL // P)
 
 
 @njit
@@ -232,6 +233,53 @@ def _pad_group(x, n0, gn, pt, pl, Hp, Wp, xt):
 
 
 @njit
+def _taps_row4(acc, xf, off, dw, w, k, c, i, Lt):
+    """_taps_row for the 4 output channels k..k+3 (acc rows 0..3) in one pass: each x load feeds 4
+    FMAs instead of 1 (rows of 3 or 5 taps only; the same per-channel expression as _taps_row)."""
+    KW = w.shape[3]
+    a0 = acc[0, :Lt]
+    a1 = acc[1, :Lt]
+    a2 = acc[2, :Lt]
+    a3 = acc[3, :Lt]
+    s0 = xf[off:off + Lt]
+    s1 = xf[off + dw:off + dw + Lt]
+    s2 = xf[off + 2 * dw:off + 2 * dw + Lt]
+    if KW == 3:
+        u0, u1, u2 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2]
+        v0, v1, v2 = w[k + 1, c, i, 0], w[k + 1, c, i, 1], w[k + 1, c, i, 2]
+        r0, r1, r2 = w[k + 2, c, i, 0], w[k + 2, c, i, 1], w[k + 2, c, i, 2]
+        t0, t1, t2 = w[k + 3, c, i, 0], w[k + 3, c, i, 1], w[k + 3, c, i, 2]
+        for q in range(Lt):
+            x0 = s0[q]
+            x1 = s1[q]
+            x2 = s2[q]
+            a0[q] += (u0 * x0 + u1 * x1) + u2 * x2
+            a1[q] += (v0 * x0 + v1 * x1) + v2 * x2
+            a2[q] += (r0 * x0 + r1 * x1) + r2 * x2
+            a3[q] += (t0 * x0 + t1 * x1) + t2 * x2
+    else:
+        s3 = xf[off + 3 * dw:off + 3 * dw + Lt]
+        s4 = xf[off + 4 * dw:off + 4 * dw + Lt]
+        u0, u1, u2, u3, u4 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2], w[k, c, i, 3], w[k, c, i, 4]
+        v0, v1, v2, v3, v4 = (w[k + 1, c, i, 0], w[k + 1, c, i, 1], w[k + 1, c, i, 2], w[k + 1, c, i, 3],
+                              w[k + 1, c, i, 4])
+        r0, r1, r2, r3, r4 = (w[k + 2, c, i, 0], w[k + 2, c, i, 1], w[k + 2, c, i, 2], w[k + 2, c, i, 3],
+                              w[k + 2, c, i, 4])
+        t0, t1, t2, t3, t4 = (w[k + 3, c, i, 0], w[k + 3, c, i, 1], w[k + 3, c, i, 2], w[k + 3, c, i, 3],
+                              w[k + 3, c, i, 4])
+        for q in range(Lt):
+            x0 = s0[q]
+            x1 = s1[q]
+            x2 = s2[q]
+            x3 = s3[q]
+            x4 = s4[q]
+            a0[q] += ((u0 * x0 + u1 * x1) + (u2 * x2 + u3 * x3)) + u4 * x4
+            a1[q] += ((v0 * x0 + v1 * x1) + (v2 * x2 + v3 * x3)) + v4 * x4
+            a2[q] += ((r0 * x0 + r1 * x1) + (r2 * x2 + r3 * x3)) + r4 * x4
+            a3[q] += ((t0 * x0 + t1 * x1) + (t2 * x2 + t3 * x3)) + t4 * x4
+
+
+@njit
 def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
@@ -240,13 +288,33 @@ def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
     Hp, Wp = Ho + dh * (KH - 1), Wo + dw * (KW - 1)
     P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
-    G = _group(hi - lo, P)
+    G = _group(P)
+    four = (KW == 3 or KW == 5) and Kg % 4 == 0
     xt = np.empty((C, G * P), np.float32)
-    acc = np.empty(G * P, np.float32)
+    acc4 = np.empty((4 if four else 1, G * P), np.float32)
+    acc = acc4[0]
     for n0 in range(lo, hi, G):
         gn = min(G, hi - n0)
         _pad_group(x, n0, gn, pt, pl, Hp, Wp, xt)
         Lt = (gn - 1) * P + Lw
+        if four:
+            for k in range(0, K, 4):
+                g = k // Kg
+                for m in range(4):
+                    bv = np.float32(0)
+                    if has_bias:
+                        bv = b[k + m]
+                    for q in range(Lt):
+                        acc4[m, q] = bv
+                for c in range(Cg):
+                    xf = xt[g * Cg + c]
+                    for i in range(KH):
+                        _taps_row4(acc4, xf, i * dh * Wp, dw, w, k, c, i, Lt)
+                for m in range(4):
+                    am = acc4[m]
+                    for s in range(gn):
+                        _unwide(am[s * P:s * P + P], Wp, y[n0 + s, k + m])
+            continue
         for k in range(K):
             g = k // Kg
             bv = np.float32(0)
@@ -272,6 +340,59 @@ def _wide_gy(gy, n, k, Wp, gyw):
 
 
 @njit
+def _gather_row4(d, off, gz, Z, dw, w, k, c, i, Lr):
+    """d[off + p] += sum over m < 4 and j of w[k+m, c, i, j] * gz[m, Z + p - j*dw] for p < Lr: a row of
+    taps of 4 output channels in one pass over d (gz holds gy at offset Z = (KW-1)*dw, zeros around)."""
+    KW = w.shape[3]
+    dst = d[off:off + Lr]
+    g0 = gz[0]
+    g1 = gz[1]
+    g2 = gz[2]
+    g3 = gz[3]
+    if KW == 3:
+        u0, u1, u2 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2]
+        v0, v1, v2 = w[k + 1, c, i, 0], w[k + 1, c, i, 1], w[k + 1, c, i, 2]
+        r0, r1, r2 = w[k + 2, c, i, 0], w[k + 2, c, i, 1], w[k + 2, c, i, 2]
+        t0, t1, t2 = w[k + 3, c, i, 0], w[k + 3, c, i, 1], w[k + 3, c, i, 2]
+        b0 = g0[Z:Z + Lr]
+        b1 = g1[Z:Z + Lr]
+        b2 = g2[Z:Z + Lr]
+        b3 = g3[Z:Z + Lr]
+        e0 = g0[Z - dw:Z - dw + Lr]
+        e1 = g1[Z - dw:Z - dw + Lr]
+        e2 = g2[Z - dw:Z - dw + Lr]
+        e3 = g3[Z - dw:Z - dw + Lr]
+        f0 = g0[Z - 2 * dw:Z - 2 * dw + Lr]
+        f1 = g1[Z - 2 * dw:Z - 2 * dw + Lr]
+        f2 = g2[Z - 2 * dw:Z - 2 * dw + Lr]
+        f3 = g3[Z - 2 * dw:Z - 2 * dw + Lr]
+        for q in range(Lr):
+            dst[q] += (((u0 * b0[q] + v0 * b1[q]) + (r0 * b2[q] + t0 * b3[q]))
+                       + ((u1 * e0[q] + v1 * e1[q]) + (r1 * e2[q] + t1 * e3[q]))
+                       + ((u2 * f0[q] + v2 * f1[q]) + (r2 * f2[q] + t2 * f3[q])))
+    else:
+        u0, u1, u2, u3, u4 = w[k, c, i, 0], w[k, c, i, 1], w[k, c, i, 2], w[k, c, i, 3], w[k, c, i, 4]
+        v0, v1, v2, v3, v4 = (w[k + 1, c, i, 0], w[k + 1, c, i, 1], w[k + 1, c, i, 2], w[k + 1, c, i, 3],
+                              w[k + 1, c, i, 4])
+        r0, r1, r2, r3, r4 = (w[k + 2, c, i, 0], w[k + 2, c, i, 1], w[k + 2, c, i, 2], w[k + 2, c, i, 3],
+                              w[k + 2, c, i, 4])
+        t0, t1, t2, t3, t4 = (w[k + 3, c, i, 0], w[k + 3, c, i, 1], w[k + 3, c, i, 2], w[k + 3, c, i, 3],
+                              w[k + 3, c, i, 4])
+        o1, o2, o3, o4 = Z - dw, Z - 2 * dw, Z - 3 * dw, Z - 4 * dw
+        b0, b1, b2, b3 = g0[Z:Z + Lr], g1[Z:Z + Lr], g2[Z:Z + Lr], g3[Z:Z + Lr]
+        e0, e1, e2, e3 = g0[o1:o1 + Lr], g1[o1:o1 + Lr], g2[o1:o1 + Lr], g3[o1:o1 + Lr]
+        f0, f1, f2, f3 = g0[o2:o2 + Lr], g1[o2:o2 + Lr], g2[o2:o2 + Lr], g3[o2:o2 + Lr]
+        h0, h1, h2, h3 = g0[o3:o3 + Lr], g1[o3:o3 + Lr], g2[o3:o3 + Lr], g3[o3:o3 + Lr]
+        l0, l1, l2, l3 = g0[o4:o4 + Lr], g1[o4:o4 + Lr], g2[o4:o4 + Lr], g3[o4:o4 + Lr]
+        for q in range(Lr):
+            dst[q] += ((((u0 * b0[q] + v0 * b1[q]) + (r0 * b2[q] + t0 * b3[q]))
+                        + ((u1 * e0[q] + v1 * e1[q]) + (r1 * e2[q] + t1 * e3[q])))
+                       + (((u2 * f0[q] + v2 * f1[q]) + (r2 * f2[q] + t2 * f3[q]))
+                          + ((u3 * h0[q] + v3 * h1[q]) + (r3 * h2[q] + t3 * h3[q])))
+                       + ((u4 * l0[q] + v4 * l1[q]) + (r4 * l2[q] + t4 * l3[q])))
+
+
+@njit
 def direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx):
     N, C, H, W = gx.shape
     K, Cg, KH, KW = w.shape
@@ -280,16 +401,30 @@ def direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx):
     Hp, Wp = Ho + dh * (KH - 1), Wo + dw * (KW - 1)
     P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
-    G = _group(hi - lo, P)
+    G = _group(P)
     gxt = np.empty((C, G * P), np.float32)
-    gyt = np.zeros(G * P, np.float32)   # entries outside the valid outputs stay zero
+    four = (KW == 3 or KW == 5) and Kg % 4 == 0
+    Z = (KW - 1) * dw
+    # gy of 4 channels (or 1) at offset Z, zeros around and outside the valid outputs
+    gz = np.zeros((4 if four else 1, Z + G * P + Z), np.float32)
+    gyt = gz[0, Z:]
     for n0 in range(lo, hi, G):
         gn = min(G, hi - n0)
         Lt = (gn - 1) * P + Lw
         for c in range(C):
             for q in range(gn * P):
                 gxt[c, q] = np.float32(0)
-        for k in range(K):
+        for k in range(0, K if four else 0, 4):
+            g = k // Kg
+            for m in range(4):
+                gm = gz[m]
+                for s in range(gn):
+                    _wide_gy(gy, n0 + s, k + m, Wp, gm[Z + s * P:Z + s * P + P])
+            for c in range(Cg):
+                d = gxt[g * Cg + c]
+                for i in range(KH):
+                    _gather_row4(d, i * dh * Wp, gz, Z, dw, w, k, c, i, Lt + Z)
+        for k in range(0 if four else K):
             g = k // Kg
             for s in range(gn):
                 _wide_gy(gy, n0 + s, k, Wp, gyt[s * P:s * P + P])
@@ -365,6 +500,110 @@ def _dot_row(gyw, xf, off, dw, Lw, gr):
 
 
 @njit
+def _dot_row4(gyt, xf, off, dw, Lt, gw, k, c, i):
+    """_dot_row for the 4 output channels k..k+3 (gyt rows 0..3) in one pass: each x load feeds 4
+    FMAs (rows of 3 or 5 taps only)."""
+    KW = gw.shape[3]
+    g0 = gyt[0, :Lt]
+    g1 = gyt[1, :Lt]
+    g2 = gyt[2, :Lt]
+    g3 = gyt[3, :Lt]
+    s0 = xf[off:off + Lt]
+    s1 = xf[off + dw:off + dw + Lt]
+    s2 = xf[off + 2 * dw:off + 2 * dw + Lt]
+    z = np.float32(0)
+    if KW == 3:
+        a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = a30 = a31 = a32 = z
+        for q in range(Lt):
+            x0 = s0[q]
+            x1 = s1[q]
+            x2 = s2[q]
+            v = g0[q]
+            a00 += v * x0
+            a01 += v * x1
+            a02 += v * x2
+            v = g1[q]
+            a10 += v * x0
+            a11 += v * x1
+            a12 += v * x2
+            v = g2[q]
+            a20 += v * x0
+            a21 += v * x1
+            a22 += v * x2
+            v = g3[q]
+            a30 += v * x0
+            a31 += v * x1
+            a32 += v * x2
+        gw[k, c, i, 0] += a00
+        gw[k, c, i, 1] += a01
+        gw[k, c, i, 2] += a02
+        gw[k + 1, c, i, 0] += a10
+        gw[k + 1, c, i, 1] += a11
+        gw[k + 1, c, i, 2] += a12
+        gw[k + 2, c, i, 0] += a20
+        gw[k + 2, c, i, 1] += a21
+        gw[k + 2, c, i, 2] += a22
+        gw[k + 3, c, i, 0] += a30
+        gw[k + 3, c, i, 1] += a31
+        gw[k + 3, c, i, 2] += a32
+    else:
+        s3 = xf[off + 3 * dw:off + 3 * dw + Lt]
+        s4 = xf[off + 4 * dw:off + 4 * dw + Lt]
+        a00 = a01 = a02 = a03 = a04 = a10 = a11 = a12 = a13 = a14 = z
+        a20 = a21 = a22 = a23 = a24 = a30 = a31 = a32 = a33 = a34 = z
+        for q in range(Lt):
+            x0 = s0[q]
+            x1 = s1[q]
+            x2 = s2[q]
+            x3 = s3[q]
+            x4 = s4[q]
+            v = g0[q]
+            a00 += v * x0
+            a01 += v * x1
+            a02 += v * x2
+            a03 += v * x3
+            a04 += v * x4
+            v = g1[q]
+            a10 += v * x0
+            a11 += v * x1
+            a12 += v * x2
+            a13 += v * x3
+            a14 += v * x4
+            v = g2[q]
+            a20 += v * x0
+            a21 += v * x1
+            a22 += v * x2
+            a23 += v * x3
+            a24 += v * x4
+            v = g3[q]
+            a30 += v * x0
+            a31 += v * x1
+            a32 += v * x2
+            a33 += v * x3
+            a34 += v * x4
+        gw[k, c, i, 0] += a00
+        gw[k, c, i, 1] += a01
+        gw[k, c, i, 2] += a02
+        gw[k, c, i, 3] += a03
+        gw[k, c, i, 4] += a04
+        gw[k + 1, c, i, 0] += a10
+        gw[k + 1, c, i, 1] += a11
+        gw[k + 1, c, i, 2] += a12
+        gw[k + 1, c, i, 3] += a13
+        gw[k + 1, c, i, 4] += a14
+        gw[k + 2, c, i, 0] += a20
+        gw[k + 2, c, i, 1] += a21
+        gw[k + 2, c, i, 2] += a22
+        gw[k + 2, c, i, 3] += a23
+        gw[k + 2, c, i, 4] += a24
+        gw[k + 3, c, i, 0] += a30
+        gw[k + 3, c, i, 1] += a31
+        gw[k + 3, c, i, 2] += a32
+        gw[k + 3, c, i, 3] += a33
+        gw[k + 3, c, i, 4] += a34
+
+
+@njit
 def direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gw):
     N, C, H, W = x.shape
     K, Cg, KH, KW = gw.shape
@@ -373,9 +612,11 @@ def direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gw):
     Hp, Wp = Ho + dh * (KH - 1), Wo + dw * (KW - 1)
     P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
-    G = _group(hi - lo, P)
+    G = _group(P)
+    four = (KW == 3 or KW == 5) and Kg % 4 == 0
     xt = np.empty((C, G * P), np.float32)
-    gyt = np.zeros(G * P, np.float32)   # entries outside the valid outputs stay zero
+    gyt4 = np.zeros((4 if four else 1, G * P), np.float32)   # zero outside the valid outputs
+    gyt = gyt4[0]
     for k in range(K):
         for c in range(Cg):
             for i in range(KH):
@@ -385,6 +626,18 @@ def direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gw):
         gn = min(G, hi - n0)
         _pad_group(x, n0, gn, pt, pl, Hp, Wp, xt)
         Lt = (gn - 1) * P + Lw
+        if four:
+            for k in range(0, K, 4):
+                g = k // Kg
+                for m in range(4):
+                    gm = gyt4[m]
+                    for s in range(gn):
+                        _wide_gy(gy, n0 + s, k + m, Wp, gm[s * P:s * P + P])
+                for c in range(Cg):
+                    xf = xt[g * Cg + c]
+                    for i in range(KH):
+                        _dot_row4(gyt4, xf, i * dh * Wp, dw, Lt, gw, k, c, i)
+            continue
         for k in range(K):
             g = k // Kg
             for s in range(gn):
