@@ -6,6 +6,8 @@ running statistics normalize x. save_mean / save_invstd (C,) keep what the backw
 
 Kernels view x as (N, C, H*W). Statistics run one channel per prange task, summing each (n, c) plane
 then the planes in order of n: deterministic, and two-level sums keep float32 accurate on big batches.
+y and gx are then written in storage order (prange over samples), not channel by channel. No scratch
+memory: nothing allocated per call scales with the batch.
 """
 import math
 import numbers
@@ -21,58 +23,41 @@ _F1 = np.float32(1.0)
 
 
 @njit(parallel=True)
-def _plane_sums(x, mean, ps):
-    """ps[n, c] = sum over the plane of x - mean[c] (mean None: of x), squared when mean is given."""
-    N, C, L = x.shape
-    for n in prange(N):
-        for c in range(C):
-            s = _F0
-            if mean is None:
-                for i in range(L):
-                    s += x[n, c, i]
-            else:
-                m = mean[c]
-                for i in range(L):
-                    d = x[n, c, i] - m
-                    s += d * d
-            ps[n, c] = s
-
-
-@njit
-def _merge_planes(ps, c):
-    """sum of ps[:, c] in order of n."""
-    s = _F0
-    for n in range(ps.shape[0]):
-        s += ps[n, c]
-    return s
-
-
-@njit
-def batchnorm2d_fwd_cpu(x, gamma, beta, eps, momentum, update, running_mean, running_var, y,
-                        save_mean, save_invstd):
-    """Training forward with batch statistics; updates the running statistics when ``update``.
-
-    Every pass runs in storage order (prange over samples); the per-plane sums are merged per channel in
-    order of n, so the result does not depend on the thread count. Two-pass variance: no cancellation
-    when |mean| >> std."""
+def _channel_stats(x, eps, momentum, update, running_mean, running_var, save_mean, save_invstd):
+    """Batch mean and invstd per channel (one channel per task; plane sums merged in order of n)."""
     N, C, L = x.shape
     M = N * L
     inv_m = _F1 / np.float32(M)
     unbias = np.float32(M) / np.float32(max(M - 1, 1))
     keep = _F1 - momentum
-    ps = np.empty((N, C), np.float32)
-    _plane_sums(x, None, ps)
-    for c in range(C):
-        save_mean[c] = _merge_planes(ps, c) * inv_m
-    _plane_sums(x, save_mean, ps)
-    for c in range(C):
-        mean = save_mean[c]
-        var = _merge_planes(ps, c) * inv_m
-        invstd = _F1 / np.sqrt(var + eps)
-        save_invstd[c] = invstd
+    for c in prange(C):
+        s = _F0
+        for n in range(N):
+            ps = _F0
+            for i in range(L):
+                ps += x[n, c, i]
+            s += ps
+        mean = s * inv_m
+        v = _F0
+        for n in range(N):   # two-pass variance: no cancellation when |mean| >> std
+            pv = _F0
+            for i in range(L):
+                d = x[n, c, i] - mean
+                pv += d * d
+            v += pv
+        var = v * inv_m
+        save_mean[c] = mean
+        save_invstd[c] = _F1 / np.sqrt(var + eps)
         if update:
             running_mean[c] = keep * running_mean[c] + momentum * mean
             running_var[c] = keep * running_var[c] + momentum * var * unbias
+
+
+@njit
+def batchnorm2d_fwd_cpu(x, gamma, beta, eps, momentum, update, running_mean, running_var, y,
+                        save_mean, save_invstd):
+    """Training forward with batch statistics; updates the running statistics when ``update``."""
+    _channel_stats(x, eps, momentum, update, running_mean, running_var, save_mean, save_invstd)
     _normalize(x, save_mean, save_invstd, gamma, beta, y)
 
 
@@ -113,40 +98,26 @@ def batchnorm2d_infer_fwd_cpu(x, gamma, beta, eps, running_mean, running_var, y,
 
 
 @njit(parallel=True)
-def _plane_sums_bwd(gy, x, save_mean, pb, pg):
-    """pb[n, c] = sum gy, pg[n, c] = sum gy * (x - mean) over each plane, in storage order."""
-    N, C, L = x.shape
-    for n in prange(N):
-        for c in range(C):
-            mean = save_mean[c]
-            b = _F0
-            g = _F0
-            for i in range(L):
-                v = gy[n, c, i]
-                b += v
-                g += v * (x[n, c, i] - mean)
-            pb[n, c] = b
-            pg[n, c] = g
-
-
-@njit(parallel=True)
 def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta):
     """Training-mode backward: gbeta = sum gy, ggamma = sum gy * xhat,
     gx = gamma * invstd * (gy - gbeta / M - xhat * ggamma / M). gx may be gy.
 
-    Plane sums in storage order, then per channel in order of n (the same sums in the same order as
-    one channel per task: deterministic for any thread count), then gx in storage order."""
+    Sums one channel per task (planes merged in order of n), then gx in storage order."""
     N, C, L = x.shape
     inv_m = _F1 / np.float32(N * L)
-    pb = np.empty((N, C), np.float32)
-    pg = np.empty((N, C), np.float32)
-    _plane_sums_bwd(gy, x, save_mean, pb, pg)
-    for c in range(C):
+    for c in prange(C):
+        mean = save_mean[c]
         sb = _F0
         sg = _F0
         for n in range(N):
-            sb += pb[n, c]
-            sg += pg[n, c]
+            pb = _F0
+            pg = _F0
+            for i in range(L):
+                g = gy[n, c, i]
+                pb += g
+                pg += g * (x[n, c, i] - mean)
+            sb += pb
+            sg += pg
         gbeta[c] = sb
         ggamma[c] = sg * save_invstd[c]
     inplace = gx.ctypes.data == gy.ctypes.data   # one name for the buffer: LLVM's overlap check passes
