@@ -515,6 +515,55 @@ def _sep5(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
                     o[x] = np.uint32((np.uint32(v) + dl) * mul) >> 23
 
 
+def _sep7(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh, kw, scale, out,
+          nchunks):
+    """Separable filters up to 7x7 in two fused loops per row (unused taps weight 0 at offset 0),
+    like _sep5. uint8 (the Q8 Gaussians): the row pass in NARROW = uint16 lanes (255 * 256 fits),
+    the column pass in LANE = int32 (65280 * 256 < 2**31), rounded (v + 2**15) >> 16 as
+    GaussianBlur's fixed point does; float32: both passes in float32, times scale."""
+    H = out.shape[0]
+    L = (W + kw - 1) * cn
+    WC = W * cn
+    x0, x1, x2, x3 = NARROW(kxw[0]), NARROW(kxw[1]), NARROW(kxw[2]), NARROW(kxw[3])
+    x4, x5, x6 = NARROW(kxw[4]), NARROW(kxw[5]), NARROW(kxw[6])
+    o0, o1, o2, o3, o4, o5, o6 = kxo[0], kxo[1], kxo[2], kxo[3], kxo[4], kxo[5], kxo[6]
+    v0, v1, v2, v3 = LANE(kyw[0]), LANE(kyw[1]), LANE(kyw[2]), LANE(kyw[3])
+    v4, v5, v6 = LANE(kyw[4]), LANE(kyw[5]), LANE(kyw[6])
+    for c in prange(nchunks):
+        y0, y1 = _chunk(c, nchunks, H)
+        buf = np.empty(L, src.dtype)
+        ring = np.empty((kh, WC), NARROW)
+        for p in range(y0, y1 + kh - 1):
+            r = rowmap[p]
+            rr = ring[p % kh]
+            if r < 0:
+                rr[:] = 0
+            else:
+                load_row(src, r, colmap, left, W, cn, gray, is_u8, buf)
+                b0, b1, b2 = buf[o0:o0 + WC], buf[o1:o1 + WC], buf[o2:o2 + WC]
+                b3, b4, b5, b6 = buf[o3:o3 + WC], buf[o4:o4 + WC], buf[o5:o5 + WC], buf[o6:o6 + WC]
+                for x in range(WC):
+                    rr[x] = NARROW(x0 * NARROW(b0[x]) + x1 * NARROW(b1[x]) + x2 * NARROW(b2[x])
+                                   + x3 * NARROW(b3[x]) + x4 * NARROW(b4[x]) + x5 * NARROW(b5[x])
+                                   + x6 * NARROW(b6[x]))
+            y = p - (kh - 1)
+            if y < y0:
+                continue
+            r0, r1, r2 = ring[(y + kyi[0]) % kh], ring[(y + kyi[1]) % kh], ring[(y + kyi[2]) % kh]
+            r3, r4 = ring[(y + kyi[3]) % kh], ring[(y + kyi[4]) % kh]
+            r5, r6 = ring[(y + kyi[5]) % kh], ring[(y + kyi[6]) % kh]
+            o = out[y]
+            if is_u8:
+                for x in range(WC):
+                    v = (v0 * LANE(r0[x]) + v1 * LANE(r1[x]) + v2 * LANE(r2[x]) + v3 * LANE(r3[x])
+                         + v4 * LANE(r4[x]) + v5 * LANE(r5[x]) + v6 * LANE(r6[x]))
+                    o[x] = np.int32(v + LANE(32768)) >> 16
+            else:
+                for x in range(WC):
+                    o[x] = (v0 * r0[x] + v1 * r1[x] + v2 * r2[x] + v3 * r3[x] + v4 * r4[x]
+                            + v5 * r5[x] + v6 * r6[x]) * scale
+
+
 def _corr2d16(src, W, cn, gray, rowmap, colmap, left, rstart, offs, w, kh, kw, out, nchunks):
     """uint8 2-D integer kernels whose partial sums fit int16 (Laplacians, sharpen): exact."""
     H = out.shape[0]
@@ -1047,6 +1096,9 @@ k3 = {(t.__name__, par): _compile(_k3, par, "_" + t.__name__, NARROW=t)
 k3sep = {(t.__name__, par): _compile(_k3sep, par, "_" + t.__name__, NARROW=t)
          for t in (np.int16, np.float32) for par in (True, False)}
 box16 = {par: _compile(_box16, par) for par in (True, False)}  # runtime division (POST_BOX_DIV)
+sep7 = {(n, par): _compile(_sep7, par, "_" + n, NARROW=getattr(np, n),
+                           LANE=np.int32 if n == "uint16" else np.float32)
+        for n in ("uint16", "float32") for par in (True, False)}
 k3flat = {par: _compile(_k3flat, par) for par in (True, False)}  # taps at run time
 k3sepflat = {par: _compile(_k3sepflat, par) for par in (True, False)}
 

@@ -435,6 +435,17 @@ class _Plan:
                 if np.abs(kx).sum() * np.abs(ky).sum() * 255 + (1 << (sh - 1)) <= lim:
                     self.post, self.p0, self.p1 = POST_SHIFT, 1 << (sh - 1), sh
             self._box_mulhi(kx, ky)
+        elif self.kind == "sep" and self.kh <= 7 and self.kw <= 7 and (
+                not self.is_u8 or (self.post == POST_GAUSS and self.narrow is None
+                                   and kx.sum() * 255 <= 65535 and ky.sum() * kx.sum() * 255 < 2 ** 31
+                                   and (kx >= 0).all() and (ky >= 0).all() and self.p1 == 0)):
+            # up to 7x7 (the Q8 Gaussians too big for 16-bit sums): two fused loops per row
+            self.kind = "sep7"
+            pad = lambda a, n: np.concatenate([a, np.zeros(n - len(a), a.dtype)])  # noqa: E731
+            wdt = np.uint16 if self.is_u8 else np.float32
+            self.kxj7, self.kxw7 = pad(self.kxj, 7), pad(kx[self.kxj], 7).astype(wdt)
+            self.kyi7, self.kyw7 = pad(self.kyi, 7), pad(ky[self.kyi], 7).astype(
+                np.int32 if self.is_u8 else np.float32)
 
     def _box_mulhi(self, kx, ky):
         """OpenCV's box division ((s + p0) * p1) >> 23 as ((s + c) * m >> 16) >> k with 16-bit c
@@ -527,6 +538,11 @@ class _Plan:
                     ks = (K.variant("sep5", t, False, *c), K.variant("sep5", t, True, *c))
                 args = (W, cn, gray, u8, rowmap, colmap, left, self.kxj5 * cn, self.kxw5, self.kyi5,
                         self.kyw5, self.kh, self.kw, self.post, self.p0, self.p1, self.scale)
+            elif self.kind == "sep7":
+                t = "uint16" if u8 else "float32"
+                ks = (K.sep7[t, False], K.sep7[t, True])
+                args = (W, cn, gray, u8, rowmap, colmap, left, self.kxj7 * cn, self.kxw7, self.kyi7,
+                        self.kyw7, self.kh, self.kw, self.scale)
             elif self.kind == "box":
                 ks = (K.box16[False], K.box16[True])
                 if self.post == POST_MULHI:

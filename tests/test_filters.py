@@ -522,3 +522,26 @@ def test_float32_3x3_in_place_kernel_edges(shape, border):
                 _check(got, ref, f"{name} {shape} {border} {mode}", float(np.abs(img).max()) * 9)
         finally:
             F.set_parallel(True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["u8", "f32"])
+@pytest.mark.parametrize("border", list(BORDERS))
+@pytest.mark.parametrize("ksize,sigma", [((7, 7), 1.5), ((7, 5), (2.0, 0.8)), ((3, 7), 1.1),
+                                         ((7, 7), 0.0), ((5, 7), 3.0)])
+def test_gaussian_up_to_7_taps_fused_kernel(ksize, sigma, border, dtype):
+    """Gaussians with a 6- or 7-tap side (uint8 Q8 sums too big for 16 bits: uint16 row pass,
+    int32 column pass) on frames smaller and larger than the kernel, serial and parallel."""
+    rng = np.random.default_rng(ksize[0] * 10 + ksize[1])
+    sy, sx = sigma if isinstance(sigma, tuple) else (sigma, sigma)
+    for shape in [(2, 3), (9, 11, 3), (97, 401)]:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        img = img if dtype == np.uint8 else img.astype(np.float32)
+        ref = cv2.GaussianBlur(img, ksize[::-1], sigmaX=sx, sigmaY=sy, borderType=BORDERS[border])
+        for mode in (False, "always"):
+            F.set_parallel(mode)
+            try:
+                got = F.apply(img, "gaussian", ksize=ksize, sigma=sigma, border=border)
+            finally:
+                F.set_parallel(True)
+            _check(got, ref, f"gaussian {ksize} {sigma} {shape} {border} {mode}",
+                   float(np.abs(img).max()))
