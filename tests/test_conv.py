@@ -183,9 +183,9 @@ def test_default_path_on_layer_shapes(shape):
 
 
 
-# Direct stride-1 kernels: 4 output channels per pass when K/groups % 4 == 0 and the kernel is 3 or 5
-# wide, and several samples per pass (tall planes, groups of about _conv_direct._TALL floats): batches
-# that fill several groups plus a partial one, with padding, dilation, groups, flip and no bias.
+# Direct stride-1 kernels: 4 output channels of a group per pass (while 4 are left) when the kernel
+# is 3 or 5 wide, and several samples per pass (tall planes of about _conv_direct._TALL floats):
+# batches filling several groups plus a partial one; padding, dilation, groups, flip, no bias.
 DIRECT_BLOCKED = [
     ((23, 6, 14, 14), (16, 5, 5), {}),                                    # lenet5's second conv
     ((5, 1, 28, 28), (8, 3, 3), {"padding": 1}),
@@ -193,7 +193,9 @@ DIRECT_BLOCKED = [
     ((9, 4, 9, 10), (8, 3, 3), {"groups": 2, "dilation": (1, 2), "padding": "same"}),
     ((6, 2, 9, 12), (12, 5, 5), {"dilation": 2, "padding": "full", "flip": True}),
     ((13, 3, 8, 7), (4, 3, 5), {"padding": (1, 2)}),
-    ((11, 2, 7, 9), (6, 3, 3), {"padding": 1}),                          # K % 4 != 0: per channel
+    ((11, 2, 7, 9), (6, 3, 3), {"padding": 1}),                          # 4 + 2 single channels
+    ((5, 4, 8, 8), (12, 5, 5), {"groups": 2, "padding": 2}),             # per group: 4 + 2 single
+    ((3, 2, 6, 6), (3, 3, 3), {"padding": 1}),                           # fewer than 4: all single
 ]
 
 

@@ -289,7 +289,7 @@ def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
     P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
     G = _group(P)
-    four = (KW == 3 or KW == 5) and Kg % 4 == 0
+    four = (KW == 3 or KW == 5) and Kg >= 4   # 4 channels of one group per pass while 4 are left
     xt = np.empty((C, G * P), np.float32)
     acc4 = np.empty((4 if four else 1, G * P), np.float32)
     acc = acc4[0]
@@ -297,9 +297,10 @@ def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
         gn = min(G, hi - n0)
         _pad_group(x, n0, gn, pt, pl, Hp, Wp, xt)
         Lt = (gn - 1) * P + Lw
-        if four:
-            for k in range(0, K, 4):
-                g = k // Kg
+        k = 0
+        while k < K:
+            g = k // Kg
+            if four and k - g * Kg + 4 <= Kg:
                 for m in range(4):
                     bv = np.float32(0)
                     if has_bias:
@@ -314,9 +315,8 @@ def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
                     am = acc4[m]
                     for s in range(gn):
                         _unwide(am[s * P:s * P + P], Wp, y[n0 + s, k + m])
-            continue
-        for k in range(K):
-            g = k // Kg
+                k += 4
+                continue
             bv = np.float32(0)
             if has_bias:
                 bv = b[k]
@@ -328,6 +328,7 @@ def direct_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
                     _taps_row(acc, xf, i * dh * Wp, dw, w[k, c, i], Lt)
             for s in range(gn):
                 _unwide(acc[s * P:s * P + P], Wp, y[n0 + s, k])
+            k += 1
 
 
 @njit
@@ -403,7 +404,7 @@ def direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx):
     Lw = (Ho - 1) * Wp + Wo
     G = _group(P)
     gxt = np.empty((C, G * P), np.float32)
-    four = (KW == 3 or KW == 5) and Kg % 4 == 0
+    four = (KW == 3 or KW == 5) and Kg >= 4
     Z = (KW - 1) * dw
     # gy of 4 channels (or 1) at offset Z, zeros around and outside the valid outputs
     gz = np.zeros((4 if four else 1, Z + G * P + Z), np.float32)
@@ -414,18 +415,20 @@ def direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx):
         for c in range(C):
             for q in range(gn * P):
                 gxt[c, q] = np.float32(0)
-        for k in range(0, K if four else 0, 4):
+        k = 0
+        while k < K:
             g = k // Kg
-            for m in range(4):
-                gm = gz[m]
-                for s in range(gn):
-                    _wide_gy(gy, n0 + s, k + m, Wp, gm[Z + s * P:Z + s * P + P])
-            for c in range(Cg):
-                d = gxt[g * Cg + c]
-                for i in range(KH):
-                    _gather_row4(d, i * dh * Wp, gz, Z, dw, w, k, c, i, Lt + Z)
-        for k in range(0 if four else K):
-            g = k // Kg
+            if four and k - g * Kg + 4 <= Kg:
+                for m in range(4):
+                    gm = gz[m]
+                    for s in range(gn):
+                        _wide_gy(gy, n0 + s, k + m, Wp, gm[Z + s * P:Z + s * P + P])
+                for c in range(Cg):
+                    d = gxt[g * Cg + c]
+                    for i in range(KH):
+                        _gather_row4(d, i * dh * Wp, gz, Z, dw, w, k, c, i, Lt + Z)
+                k += 4
+                continue
             for s in range(gn):
                 _wide_gy(gy, n0 + s, k, Wp, gyt[s * P:s * P + P])
             src = gyt[:Lt]
@@ -438,6 +441,7 @@ def direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx):
                         dst = d[off:off + Lt]
                         for q in range(Lt):
                             dst[q] += wv * src[q]
+            k += 1
         for s in range(gn):
             for c in range(C):
                 sp = gxt[c]
@@ -613,7 +617,7 @@ def direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gw):
     P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
     G = _group(P)
-    four = (KW == 3 or KW == 5) and Kg % 4 == 0
+    four = (KW == 3 or KW == 5) and Kg >= 4
     xt = np.empty((C, G * P), np.float32)
     gyt4 = np.zeros((4 if four else 1, G * P), np.float32)   # zero outside the valid outputs
     gyt = gyt4[0]
@@ -626,9 +630,10 @@ def direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gw):
         gn = min(G, hi - n0)
         _pad_group(x, n0, gn, pt, pl, Hp, Wp, xt)
         Lt = (gn - 1) * P + Lw
-        if four:
-            for k in range(0, K, 4):
-                g = k // Kg
+        k = 0
+        while k < K:
+            g = k // Kg
+            if four and k - g * Kg + 4 <= Kg:
                 for m in range(4):
                     gm = gyt4[m]
                     for s in range(gn):
@@ -637,12 +642,12 @@ def direct_bwd_weight_s1(gy, x, pt, pl, dh, dw, groups, lo, hi, gw):
                     xf = xt[g * Cg + c]
                     for i in range(KH):
                         _dot_row4(gyt4, xf, i * dh * Wp, dw, Lt, gw, k, c, i)
-            continue
-        for k in range(K):
-            g = k // Kg
+                k += 4
+                continue
             for s in range(gn):
                 _wide_gy(gy, n0 + s, k, Wp, gyt[s * P:s * P + P])
             for c in range(Cg):
                 xf = xt[g * Cg + c]
                 for i in range(KH):
                     _dot_row(gyt, xf, i * dh * Wp, dw, Lt, gw[k, c, i])
+            k += 1
