@@ -5,6 +5,9 @@
 Both sides write into preallocated outputs, run with the same thread count (cv2.setNumThreads and
 numba.set_num_threads), interleaved A B A B; the table shows median microseconds per call and the
 ratio edgecnn / OpenCV (< 1 means edgecnn is faster). JIT compile time is reported apart.
+With --threads > 1 both libraries may use fewer threads for a call: OpenCV by its own rules,
+edgecnn when its first timed calls show the pool does not pay (filters.set_parallel); the
+first few timed edgecnn calls of each row are those probes (the median is not moved by them).
 """
 import argparse
 import json
