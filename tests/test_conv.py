@@ -196,6 +196,10 @@ DIRECT_BLOCKED = [
     ((11, 2, 7, 9), (6, 3, 3), {"padding": 1}),                          # 4 + 2 single channels
     ((5, 4, 8, 8), (12, 5, 5), {"groups": 2, "padding": 2}),             # per group: 4 + 2 single
     ((3, 2, 6, 6), (3, 3, 3), {"padding": 1}),                           # fewer than 4: all single
+    # gx as the forward conv of gy (C/groups >= 4, padding within the kernel span), and a fallback
+    ((7, 8, 9, 9), (8, 3, 3), {"groups": 2, "padding": 1}),
+    ((4, 4, 10, 9), (6, 5, 5), {"dilation": 2, "padding": (3, 5), "flip": True}),
+    ((3, 4, 6, 6), (4, 3, 3), {"padding": 3}),
 ]
 
 

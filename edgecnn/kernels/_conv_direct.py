@@ -394,11 +394,38 @@ def _gather_row4(d, off, gz, Z, dw, w, k, c, i, Lr):
 
 
 @njit
+def _flip_transpose(w, groups):
+    """wt (C, K/groups, KH, KW): wt[c, kk] = w[g*Kg + kk, c - g*Cg] flipped in both axes (g = c // Cg),
+    the weights of gx = conv(gy) with 'full' padding."""
+    K, Cg, KH, KW = w.shape
+    Kg = K // groups
+    wt = np.empty((Cg * groups, Kg, KH, KW), np.float32)
+    for c in range(Cg * groups):
+        g = c // Cg
+        for kk in range(Kg):
+            for i in range(KH):
+                for j in range(KW):
+                    wt[c, kk, i, j] = w[g * Kg + kk, c - g * Cg, KH - 1 - i, KW - 1 - j]
+    return wt
+
+
+@njit
 def direct_bwd_input_s1(gy, w, pt, pl, dh, dw, groups, lo, hi, gx):
     N, C, H, W = gx.shape
     K, Cg, KH, KW = w.shape
     Ho, Wo = gy.shape[2], gy.shape[3]
     Kg = K // groups
+    # gx is the forward conv of gy with the flipped, transposed kernel and padding span - pad on each
+    # side: its 4-channel blocks share each gy load among 4 gx channels (C/groups % 4 == 0: with 6,
+    # lenet5's 4 + 2 single channels were slower than the gather below). Needs every one of
+    # those paddings >= 0 (padding at most the kernel span); otherwise the loops below.
+    pb = Ho - 1 + (KH - 1) * dh + 1 - H - pt
+    pr = Wo - 1 + (KW - 1) * dw + 1 - W - pl
+    sh_, sw_ = (KH - 1) * dh, (KW - 1) * dw
+    if (KW == 3 or KW == 5) and Cg % 4 == 0 and pt <= sh_ and pb <= sh_ and pl <= sw_ and pr <= sw_:
+        direct_fwd_s1(gy, _flip_transpose(w, groups), w[0, 0, 0], False, sh_ - pt, sw_ - pl, dh, dw,
+                      groups, lo, hi, gx)
+        return
     Hp, Wp = Ho + dh * (KH - 1), Wo + dw * (KW - 1)
     P = Hp * Wp
     Lw = (Ho - 1) * Wp + Wo
