@@ -3,7 +3,9 @@
 Layout: the source is viewed as 2-D (H, W*C_in) rows; a row is widened into a padded buffer of
 (W + kw - 1) * cn values (border columns filled from a column map, optionally fused BGR->gray), and
 each thread walks a contiguous block of output rows keeping a ring of the last kh padded (or
-row-filtered) rows, so every source row is converted once per block.
+row-filtered) rows, so every source row is converted once per block. float32 3x3 kernels skip the
+ring and read the source in place (_k3flat, _k3sepflat): at these sizes the row copies cost more
+than the border handling they save.
 
 Arithmetic is chosen to reproduce OpenCV bit for bit on uint8:
 * integer kernels whose partial sums stay below 2**24 accumulate exactly in int32 (OpenCV's float
