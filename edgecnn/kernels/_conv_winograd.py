@@ -351,12 +351,12 @@ def forward(x, U, b, has_bias, pt, pl, lo, hi, y):
 
 
 def backward(gy, x, U, pt, pl, lo, hi, gx, St):
-    """For samples [lo, hi): gx = the input gradient (if gx is not None) and St = the summed
+    """For samples [lo, hi): gx = the input gradient (if gx is not None; needs U) and St = the summed
     transformed weight gradient (16, C, K) (if St is not None; overwritten; gw =
     weight_grad_transform(St) once the slices are summed). Both start from the same transformed
     gy, Gyt (T, K): St += V @ Gyt with V = input_transform(x), and the input gradient is the
     adjoint of the input transform applied to Gyt @ U."""
-    C, K = U.shape[2], gy.shape[1]
+    C, K = (x.shape[1] if U is None else U.shape[2]), gy.shape[1]
     TH, TW = tiles(gy.shape[2], gy.shape[3])
     Tp = TH * (TW + 1)
     nb = chunk_size(hi - lo, (16 * (2 * C + K) + 8 * K + 16 * C) * Tp)

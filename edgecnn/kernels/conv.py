@@ -229,8 +229,8 @@ def _bwd_winograd(gy, x, w, pads, gx, gw, gb):
     (pt, pb), (pl, pr) = pads
     N = gy.shape[0]
     parts = n_parts(N)
-    U = _winograd_weights(w if w is not None else np.zeros(gw.shape, np.float32))
-    Ss = None if gw is None else [np.empty((16, U.shape[2], U.shape[1]), np.float32)
+    U = None if gx is None else _winograd_weights(w)
+    Ss = None if gw is None else [np.empty((16, gw.shape[1], gw.shape[0]), np.float32)
                                   for _ in range(parts)]
     gbs = [gb] + [None if gb is None else np.empty_like(gb) for _ in range(parts - 1)]
 
