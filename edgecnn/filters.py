@@ -578,7 +578,9 @@ class _Plan:
 
         def call(image, out):
             threads = _threads() if big and _parallel[0] else 1
-            src, dst = image.reshape(H, -1), out.reshape(H, -1)
+            # 2-D arrays go as they are (a reshape costs ~0.15 us, 0.3 % of a 50 us filter)
+            src = image if image.ndim == 2 else image.reshape(H, -1)
+            dst = out if out.ndim == 2 else out.reshape(H, -1)
             way = pick.way(threads) if threads > 1 else 0
             if way == 1:
                 parf(src, *args, dst, min(split, threads))
