@@ -167,6 +167,16 @@ def test_conv2d_random_configs(cfg, path, generic):
         conv._FORCE_PATH, conv._FORCE_GENERIC = old
 
 
+def test_path_choice_on_the_zoo_layers():
+    c = conv._choose_path
+    assert c((8, 1, 28, 28), (32, 1, 3, 3), 1) == "direct"               # single-channel first layers
+    assert c((8, 6, 14, 14), (16, 6, 5, 5), 1) == "direct"               # lenet5's 6->16 5x5
+    assert c((8, 6, 14, 14), (16, 6, 5, 5), 1, stride=(2, 2)) == "gemm"  # strided: general loops are slow
+    assert c((8, 6, 14, 14), (18, 6, 5, 5), 1) == "gemm"                 # channels not in blocks of 4
+    assert c((8, 16, 14, 14), (32, 16, 5, 5), 1) == "gemm"               # deep enough for a GEMM
+    assert c((8, 32, 26, 26), (64, 32, 3, 3), 1) == "gemm"               # (run as Winograd)
+
+
 @pytest.mark.parametrize("shape", [((64, 1, 28, 28), (32, 3, 3), {}),
                                    ((8, 32, 12, 12), (64, 3, 3), {}),
                                    ((8, 6, 14, 14), (16, 5, 5), {}),
