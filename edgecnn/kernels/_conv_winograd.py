@@ -32,9 +32,12 @@ from numba import uint64
 from edgecnn._jit import njit
 from ._conv_gemm import scratch
 
-# Scratch per chunk and thread (Vt and Mt, or Gyt and Vt): 1 sample of the 26x26 32->64 layer,
-# several of the small planes.
-CHUNK_BYTES = 1 << 20
+# Scratch per chunk and thread (transformed x, gy and their products): more than L2, because the
+# Python glue between the compiled stages of a chunk holds the GIL, and small planes with small
+# chunks spent their time there. Measured at batch 128, forward + backward, 1 / 2 threads (ms):
+# 24->48 14x14 26.1/17.7 at 1 MiB, 19.1/12.7 at 4 MiB, 26.7/19.5 at 8 MiB; 48->96 7x7 20.7/17.1,
+# 21.2/14.8, 24.1/17.2; 32->64 26x26 (one sample per chunk either way) 87.3/46.8, 83.4/45.1.
+CHUNK_BYTES = 1 << 22
 _H = np.float32(0.5)
 _Z = np.float32(0)
 
