@@ -25,6 +25,8 @@ Tiles cover the output in 2x2 blocks; an odd output height or width gets a last 
 whose extra outputs are never written (forward) or read as zeros (weight gradient). Like
 _conv_gemm, kernels work on a slice [lo, hi) of the batch in chunks whose scratch stays near L2.
 """
+import functools
+
 import numpy as np
 
 from numba import uint64
@@ -54,6 +56,7 @@ def tiles(Ho, Wo):
     return (Ho + 1) // 2, (Wo + 1) // 2
 
 
+@functools.lru_cache(maxsize=256)
 def padded_rows(rows, cols):
     """rows or a little more, so that 16 planes of (rows, cols) floats start at 16 different
     64-byte slots modulo 4 KiB. Transforms stream all 16 planes at once; with plane strides a
