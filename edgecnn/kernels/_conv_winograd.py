@@ -23,12 +23,11 @@ Each vectorized loop writes one stream and reads at most three: Numba cannot mar
 noalias, and LLVM gives up on loops that would need more runtime overlap checks than that.
 Tiles cover the output in 2x2 blocks; an odd output height or width gets a last tile half outside,
 whose extra outputs are never written (forward) or read as zeros (weight gradient). Like
-_conv_gemm, kernels work on a slice [lo, hi) of the batch in chunks whose scratch stays near L2.
+_conv_gemm, kernels work on a slice [lo, hi) of the batch, a chunk of samples at a time.
 """
 import functools
 
 import numpy as np
-
 from numba import uint64
 
 from edgecnn._jit import njit
