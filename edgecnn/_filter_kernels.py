@@ -918,10 +918,16 @@ def _box16(src, W, cn, gray, rowmap, colmap, kh, kw, post, p0, p1, out, nchunks)
                     for x in range(WC):
                         v = np.uint16(s0[x] + s1[x] + s2[x] + np.uint16(C0))
                         o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
-                else:
+                elif C2 == 0:
                     for x in range(WC):
                         v = np.uint16(s0[x] + s1[x] + s2[x] + s3[x] + s4[x] + np.uint16(C0))
-                        o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
+                        o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16)
+                else:  # multiply-high into the uint16 line t, then the shift: 16-bit lanes
+                    for x in range(WC):
+                        v = np.uint16(s0[x] + s1[x] + s2[x] + s3[x] + s4[x] + np.uint16(C0))
+                        t[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16)
+                    for x in range(WC):
+                        o[x] = t[x] >> C2
                 continue
             t[:] = S[0:WC]
             for j in range(1, kw):
@@ -947,6 +953,92 @@ def _box16(src, W, cn, gray, rowmap, colmap, kh, kw, post, p0, p1, out, nchunks)
                     o[x] = min(np.uint32((np.uint32(t[x]) + dl) * mul) >> 23, np.uint32(255))
                 for x in range(WC - n16):
                     ot[x] = np.uint32((np.uint32(tt[x]) + dl) * mul) >> 23
+
+
+KH = KW = 3  # _boxflat's window (bound per variant; KW must be 3)
+BOXSTRIP = 16  # output rows per strip of _boxflat (the uint16 column sums of a strip stay in L1)
+
+
+def _boxflat(src, W, cn, rowmap, colmap, out, nchunks):
+    """uint8 box KH x 3 (KH 3 or 5, POST_MULHI division with C0..C2 compiled in) in strips of
+    BOXSTRIP output rows, vertical then horizontal, each pass one flat loop over a strip's
+    memory: V = the KH source rows' sum per value (uint16, read in place from the frame, strips
+    touching a row border go row by row through the row map), then out = ((V[x-h..x+h] + C0) *
+    C1 >> 16) >> C2 over the strip as one line; the first and last h*cn values of each row, which
+    that line takes from the neighbouring row, are then redone through the column map. No
+    per-row slices or running-sum stores in the hot loops. Areas >= 9: no saturation case."""
+    H = out.shape[0]
+    WC = W * cn
+    top = KH // 2
+    h = KW // 2
+    hc = h * cn
+    f = src.reshape(H * WC)
+    fo = out.reshape(H * WC)
+    for c in prange(nchunks):
+        y0, y1 = _chunk(c, nchunks, H)
+        V = np.empty(BOXSTRIP * WC, np.uint16)
+        # edge pixels (first and last h, each once on narrow frames): offsets, their window's
+        # value offsets (columns through the map) and weights (0 outside a constant border)
+        eo = np.empty(2 * h, np.int64)
+        ei = np.zeros((2 * h, KW), np.int64)
+        ew = np.zeros((2 * h, KW), np.uint32)
+        ne = 0
+        for q in range(2 * h):
+            px = q if q < h else W - 2 * h + q
+            if px < 0 or px >= W or (q >= h and px < h):
+                continue
+            eo[ne] = px * cn
+            for dx in range(KW):
+                sc = colmap[px + dx]
+                if sc >= 0:
+                    ei[ne, dx] = sc * cn
+                    ew[ne, dx] = 1
+            ne += 1
+        for ys in range(y0, y1, BOXSTRIP):
+            ye = min(ys + BOXSTRIP, y1)
+            n = (ye - ys) * WC
+            a = ys * WC
+            if ys - top >= 0 and ye - 1 + (KH - 1 - top) < H:  # every row inside the frame
+                b = a - top * WC
+                r0, r1, r2 = f[b:b + n], f[b + WC:b + WC + n], f[b + 2 * WC:b + 2 * WC + n]
+                if KH == 3:
+                    for x in range(n):
+                        V[x] = np.uint16(r0[x]) + np.uint16(r1[x]) + np.uint16(r2[x])
+                else:
+                    r3, r4 = f[b + 3 * WC:b + 3 * WC + n], f[b + 4 * WC:b + 4 * WC + n]
+                    for x in range(n):
+                        V[x] = (np.uint16(r0[x]) + np.uint16(r1[x]) + np.uint16(r2[x])
+                                + np.uint16(r3[x]) + np.uint16(r4[x]))
+            else:
+                for y in range(ys, ye):
+                    Vr = V[(y - ys) * WC:(y - ys + 1) * WC]
+                    Vr[:] = 0
+                    for i in range(KH):
+                        ri = rowmap[y + i]
+                        if ri >= 0:
+                            row = src[ri]
+                            for x in range(WC):
+                                Vr[x] += np.uint16(row[x])
+            if n > 2 * hc:
+                m = n - 2 * hc
+                d = fo[a + hc:a + hc + m]
+                v0, v1, v2 = V[0:m], V[cn:cn + m], V[2 * cn:2 * cn + m]
+                for x in range(m):
+                    v = np.uint16(v0[x] + v1[x] + v2[x] + np.uint16(C0))
+                    d[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
+            # each row's first and last h pixels (the line read them across the row ends),
+            # branch-free through the tables below
+            for r in range(ye - ys):
+                Vr = V[r * WC:(r + 1) * WC]
+                orow = fo[a + r * WC:a + (r + 1) * WC]
+                for q in range(ne):
+                    po = eo[q]
+                    for ch in range(cn):
+                        s = np.uint32(C0)
+                        for dx in range(KW):
+                            s += ew[q, dx] * np.uint32(Vr[ei[q, dx] + ch])
+                        v = np.uint32(np.uint16(s))
+                        orow[po + ch] = np.uint8(((v * np.uint32(C1)) >> 16) >> C2)
 
 
 def _compile(f, parallel, suffix="", fastmath=None, **bind):
@@ -1084,8 +1176,11 @@ def variant(kind, narrow, parallel, c0, c1, c2):
         bind = dict(NARROW=t, C0=int(c0), C1=int(c1), C2=int(c2))
         if kind == "sep5":
             bind["LANE"] = np.int32 if t is np.float32 else t
-        body = {"k3": _k3, "k3sep": _k3sep, "sep5": _sep5, "box": _box16}[kind]
-        f = _compile(body, parallel, f"_{narrow}_c{c0}_{c1}_{c2}", **bind)
+        if kind.startswith("boxflat"):  # "boxflat33": the window compiled in too
+            bind["KH"], bind["KW"] = int(kind[7]), int(kind[8])
+        body = {"k3": _k3, "k3sep": _k3sep, "sep5": _sep5, "box": _box16}.get(kind, _boxflat)
+        tag = kind[7:] if body is _boxflat else ""
+        f = _compile(body, parallel, f"{tag}_{narrow}_c{c0}_{c1}_{c2}", **bind)
         _VARIANTS[key] = f
     return f
 

@@ -543,6 +543,13 @@ class _Plan:
                 ks = (K.sep7[t, False], K.sep7[t, True])
                 args = (W, cn, gray, u8, rowmap, colmap, left, self.kxj7 * cn, self.kxw7, self.kyi7,
                         self.kyw7, self.kh, self.kw, self.scale)
+            elif (self.kind == "box" and not gray and self.post == POST_MULHI and self.kw == 3
+                  and self.kh in (3, 5) and _BOXFLAT[0]):
+                # strips of flat vertical-then-horizontal passes (measured 0.6x the running sums)
+                c = (self.p0, self.p1, self.mh)
+                kind = f"boxflat{self.kh}{self.kw}"
+                ks = (K.variant(kind, "uint16", False, *c), K.variant(kind, "uint16", True, *c))
+                args = (W, cn, rowmap, colmap)
             elif self.kind == "box":
                 ks = (K.box16[False], K.box16[True])
                 if self.post == POST_MULHI:
@@ -602,6 +609,7 @@ class _Plan:
 
 _K3SEP = [True]  # separable 3x3 kernels as two passes (False: the 9-tap one-pass kernel)
 _K3SEPFLAT = [True]  # float32 separable 3x3 read in place (False: through a ring of row copies)
+_BOXFLAT = [True]  # uint8 3x3 and 5x3 boxes in flat strips (False: the running column sums)
 _PARALLEL_MIN = 1 << 15  # elements; below this one thread beats waking the pool
 _parallel = [True]
 
@@ -679,8 +687,8 @@ def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **pa
     key = None
     if type(name_or_kernel) is str and type(image) is np.ndarray:
         try:
-            key = (name_or_kernel, border, bool(gray), _fast_params(params), image.shape,
-                   image.dtype.char)
+            key = (name_or_kernel, border, bool(gray), _fast_params(params) if params else (),
+                   image.shape, image.dtype.char)
             fast = _FAST.get(key)
         except TypeError:  # unhashable or unusual parameters
             key = fast = None
@@ -725,6 +733,11 @@ def _fast_params(params):
     only one of them passes validation); TypeError for anything else (takes the full path)."""
     if not params:
         return ()
+    if len(params) == 1:  # the common case (ksize=5): no list
+        for k, v in params.items():
+            t = type(v)
+            if t is int or t is float or t is str:
+                return ((k, t, v),)
     items = []
     for k, v in params.items():
         t = type(v)

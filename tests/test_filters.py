@@ -545,3 +545,33 @@ def test_gaussian_up_to_7_taps_fused_kernel(ksize, sigma, border, dtype):
                 F.set_parallel(True)
             _check(got, ref, f"gaussian {ksize} {sigma} {shape} {border} {mode}",
                    float(np.abs(img).max()))
+
+
+@pytest.mark.parametrize("border", list(BORDERS))
+@pytest.mark.parametrize("ksize", [(3, 3), (5, 3), (5, 5), (3, 5)])
+def test_uint8_box_flat_strips_and_running_sums(ksize, border):
+    """uint8 3x3 and 5x3 boxes run in strips of flat vertical-then-horizontal passes whose row
+    ends are redone through the column map (5x5 and 3x5 keep the running column sums, with the
+    5-wide division as a multiply-high line then a shift): bit-exact with cv2.blur on frames
+    from 1x1 up, odd widths, 1 to 4 channels, several strips, every thread way, and with the
+    flat kernel switched off."""
+    rng = np.random.default_rng(ksize[0] * 10 + ksize[1])
+    shapes = [(1, 1), (1, 6), (6, 1), (2, 2), (3, 3), (2, 7, 3), (7, 2, 3), (5, 9, 3), (4, 5, 4),
+              (17, 33), (40, 101, 3), (35, 2, 2), (97, 401)]
+    for shape in shapes:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        if shape == (97, 401):
+            img[:8] = 255  # full windows: the largest sums
+        ref = cv2.blur(img, ksize[::-1], borderType=BORDERS[border])
+        for flat in (True, False):
+            for mode in (False, "always"):
+                F._BOXFLAT[0] = flat
+                F._FAST.clear()  # bound calls keep the kernel chosen when first bound
+                F.set_parallel(mode)
+                try:
+                    got = F.apply(img, "box", ksize=ksize, border=border)
+                finally:
+                    F.set_parallel(True)
+                    F._BOXFLAT[0] = True
+                    F._FAST.clear()
+                _check(got, ref, f"box {ksize} {shape} {border} {mode} flat={flat}")
