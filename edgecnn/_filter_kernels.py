@@ -36,6 +36,11 @@ POST_MULHI = 5  # ((v + C0) * C1 >> 16) >> C2: OpenCV's box division found exact
 # and multipliers Numba's int64 arithmetic stays in 64-bit lanes (measured 75-100 us vs 15-30 us
 # per 640x480 pass); the generic variants bind zeros and never take these branches.
 C0, C1, C2 = 0, 0, 0
+# q >> C2 == (q * MULHI2) >> 16 for every q < 2**(8 + C2) (the results are uint8) when C2 <= 4:
+# q * 2**-C2 + q * 2**-16 stays below the next integer since q * 2**-16 < 2**-C2. LLVM merges a
+# multiply-high and a constant shift into one 32-bit multiply (16 lanes); two multiply-highs by a
+# non-power of two stay 16-bit (32 lanes). Bound per variant with C2.
+MULHI2 = 0
 
 
 @njit
@@ -922,6 +927,11 @@ def _box16(src, W, cn, gray, rowmap, colmap, kh, kw, post, p0, p1, out, nchunks)
                     for x in range(WC):
                         v = np.uint16(s0[x] + s1[x] + s2[x] + s3[x] + s4[x] + np.uint16(C0))
                         o[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16)
+                elif C2 <= 4:  # q >> C2 as a second multiply-high (exact, see MULHI2)
+                    for x in range(WC):
+                        v = np.uint16(s0[x] + s1[x] + s2[x] + s3[x] + s4[x] + np.uint16(C0))
+                        q = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16)
+                        o[x] = np.uint16((np.uint32(q) * np.uint32(MULHI2)) >> 16)
                 else:  # multiply-high into the uint16 line t, then the shift: 16-bit lanes
                     for x in range(WC):
                         v = np.uint16(s0[x] + s1[x] + s2[x] + s3[x] + s4[x] + np.uint16(C0))
@@ -955,18 +965,19 @@ def _box16(src, W, cn, gray, rowmap, colmap, kh, kw, post, p0, p1, out, nchunks)
                     ot[x] = np.uint32((np.uint32(tt[x]) + dl) * mul) >> 23
 
 
-KH = KW = 3  # _boxflat's window (bound per variant; KW must be 3)
+KH = KW = 3  # _boxflat's window (bound per variant)
 BOXSTRIP = 16  # output rows per strip of _boxflat (the uint16 column sums of a strip stay in L1)
 
 
 def _boxflat(src, W, cn, rowmap, colmap, out, nchunks):
-    """uint8 box KH x 3 (KH 3 or 5, POST_MULHI division with C0..C2 compiled in) in strips of
-    BOXSTRIP output rows, vertical then horizontal, each pass one flat loop over a strip's
-    memory: V = the KH source rows' sum per value (uint16, read in place from the frame, strips
-    touching a row border go row by row through the row map), then out = ((V[x-h..x+h] + C0) *
-    C1 >> 16) >> C2 over the strip as one line; the first and last h*cn values of each row, which
-    that line takes from the neighbouring row, are then redone through the column map. No
-    per-row slices or running-sum stores in the hot loops. Areas >= 9: no saturation case."""
+    """uint8 box KH x KW (3 or 5 each; POST_MULHI division with C0..C2 compiled in, C2 <= 4 when
+    KW is 5) in strips of BOXSTRIP output rows, vertical then horizontal, each pass one flat loop
+    over a strip's memory: V = the KH source rows' sum per value (uint16, read in place from the
+    frame, strips touching a row border go row by row through the row map), then out = ((sum of
+    V[x-h..x+h] + C0) * C1 >> 16) >> C2 over the strip as one line; the first and last h pixels
+    of each row, which that line takes from the neighbouring row, are then redone through the
+    column map. No per-row slices or running-sum stores in the hot loops. Areas >= 9: no
+    saturation case."""
     H = out.shape[0]
     WC = W * cn
     top = KH // 2
@@ -1023,9 +1034,21 @@ def _boxflat(src, W, cn, rowmap, colmap, out, nchunks):
                 m = n - 2 * hc
                 d = fo[a + hc:a + hc + m]
                 v0, v1, v2 = V[0:m], V[cn:cn + m], V[2 * cn:2 * cn + m]
-                for x in range(m):
-                    v = np.uint16(v0[x] + v1[x] + v2[x] + np.uint16(C0))
-                    d[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
+                if KW == 3:
+                    for x in range(m):
+                        v = np.uint16(v0[x] + v1[x] + v2[x] + np.uint16(C0))
+                        d[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16) >> C2
+                elif C2 == 0:
+                    v3, v4 = V[3 * cn:3 * cn + m], V[4 * cn:4 * cn + m]
+                    for x in range(m):
+                        v = np.uint16(v0[x] + v1[x] + v2[x] + v3[x] + v4[x] + np.uint16(C0))
+                        d[x] = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16)
+                else:  # the shift as a second multiply-high (C2 <= 4, see MULHI2)
+                    v3, v4 = V[3 * cn:3 * cn + m], V[4 * cn:4 * cn + m]
+                    for x in range(m):
+                        v = np.uint16(v0[x] + v1[x] + v2[x] + v3[x] + v4[x] + np.uint16(C0))
+                        q = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16)
+                        d[x] = np.uint16((np.uint32(q) * np.uint32(MULHI2)) >> 16)
             # each row's first and last h pixels (the line read them across the row ends),
             # branch-free through the tables below
             for r in range(ye - ys):
@@ -1173,7 +1196,8 @@ def variant(kind, narrow, parallel, c0, c1, c2):
     f = _VARIANTS.get(key)
     if f is None:
         t = getattr(np, narrow)
-        bind = dict(NARROW=t, C0=int(c0), C1=int(c1), C2=int(c2))
+        bind = dict(NARROW=t, C0=int(c0), C1=int(c1), C2=int(c2),
+                    MULHI2=(1 << (16 - int(c2))) + 1 if 1 <= int(c2) <= 4 else 0)
         if kind == "sep5":
             bind["LANE"] = np.int32 if t is np.float32 else t
         if kind.startswith("boxflat"):  # "boxflat33": the window compiled in too

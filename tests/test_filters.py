@@ -550,11 +550,10 @@ def test_gaussian_up_to_7_taps_fused_kernel(ksize, sigma, border, dtype):
 @pytest.mark.parametrize("border", list(BORDERS))
 @pytest.mark.parametrize("ksize", [(3, 3), (5, 3), (5, 5), (3, 5)])
 def test_uint8_box_flat_strips_and_running_sums(ksize, border):
-    """uint8 3x3 and 5x3 boxes run in strips of flat vertical-then-horizontal passes whose row
-    ends are redone through the column map (5x5 and 3x5 keep the running column sums, with the
-    5-wide division as a multiply-high line then a shift): bit-exact with cv2.blur on frames
-    from 1x1 up, odd widths, 1 to 4 channels, several strips, every thread way, and with the
-    flat kernel switched off."""
+    """uint8 boxes of 3 or 5 a side run in strips of flat vertical-then-horizontal passes whose
+    row ends are redone through the column map, the 5-wide division's shift as a second
+    multiply-high (the running-sum kernel, flat off, too): bit-exact with cv2.blur on frames
+    from 1x1 up, odd widths, 1 to 4 channels, several strips, every thread way."""
     rng = np.random.default_rng(ksize[0] * 10 + ksize[1])
     shapes = [(1, 1), (1, 6), (6, 1), (2, 2), (3, 3), (2, 7, 3), (7, 2, 3), (5, 9, 3), (4, 5, 4),
               (17, 33), (40, 101, 3), (35, 2, 2), (97, 401)]
