@@ -637,19 +637,22 @@ class BatchNorm2D(Layer):
     def fwd(self, xs, y, ws, training):
         g, b, rm, rv = (p.value for p in self.params)
         ws["training"] = bool(training)
+        relu = self.activation == "relu"  # fused into the kernels: two passes over y fewer
         K.batchnorm2d_forward(self._4d(xs[0]), g, b, rm, rv, training=bool(training),
                               momentum=self.momentum, eps=self.eps, out=self._4d(self._pre(y, ws)),
-                              save_mean=ws["save_mean"], save_invstd=ws["save_invstd"])
-        return self._finish(y, ws)
+                              save_mean=ws["save_mean"], save_invstd=ws["save_invstd"], relu=relu)
+        return y if relu else self._finish(y, ws)
 
     def bwd(self, gy, xs, y, ws, gxs):
         if not ws["training"]:
             raise RuntimeError(f"{self.describe()}: backward needs a forward with training=True")
-        self._unfinish(gy, y, ws)
+        relu = self.activation == "relu"
+        if not relu:
+            self._unfinish(gy, y, ws)
         gx = gxs[0] if gxs[0] is not None else ws["gx"]
         K.batchnorm2d_backward(self._4d(gy), self._4d(xs[0]), self.params[0].value, ws["save_mean"],
                                ws["save_invstd"], gx=self._4d(gx), ggamma=self.params[0].grad,
-                               gbeta=self.params[1].grad)
+                               gbeta=self.params[1].grad, relu_y=self._4d(y) if relu else None)
 
     def _config(self):
         return dict(momentum=self.momentum, eps=self.eps, activation=self.activation)

@@ -34,6 +34,27 @@ def test_reference_backward_matches_finite_differences(cfg):
     assert max_rel_error(gb, numeric_grad(lambda a: R.batchnorm2d_train_ref(x, gamma, a)[0], beta, gy)) <= 1e-6
 
 
+def check_backward(gy, x, gamma, eps, gx, gg, gb):
+    """The float32 backward against the float64 reference at the same (float32) inputs.
+
+    Every output is a sum whose terms can cancel almost completely: with few values per channel,
+    a variance near eps (2 values: gx = a d eps / (var + eps)), or xhat summing against gy to
+    nearly nothing. No float32 formula keeps RTOL relative to such a result, so RTOL applies to
+    the size of the terms (the usual error bound of a sum), which equals the result's own size
+    when nothing cancels: a missing or mis-signed term still fails by orders of magnitude."""
+    axes = (0, 2, 3)
+    xd, gyd, gd = (a.astype(np.float64) for a in (x, gy, gamma))
+    rgx, rgg, rgb = R.batchnorm2d_bwd_ref(gyd, xd, gd, eps)
+    xhat = (xd - xd.mean(axis=axes, keepdims=True)) / np.sqrt(xd.var(axis=axes, keepdims=True) + eps)
+    a = np.abs(gd[None, :, None, None]) / np.sqrt(xd.var(axis=axes, keepdims=True) + eps)
+    gx_terms = a * (np.abs(gyd) + np.abs(gyd.mean(axis=axes, keepdims=True))
+                    + np.abs(xhat * (gyd * xhat).mean(axis=axes, keepdims=True)))
+    for got, want, terms in ((gx, rgx, gx_terms), (gg, rgg, np.abs(gyd * xhat).sum(axis=axes)),
+                             (gb, rgb, np.abs(gyd).sum(axis=axes))):
+        err = np.abs(got - want)
+        assert np.all(err <= ATOL + RTOL * terms), (got, want, np.max(err - RTOL * terms))
+
+
 def check(x64, gamma64, beta64, gy64, momentum=0.1, eps=1e-5):
     x, gamma, beta, gy = (a.astype(np.float32) for a in (x64, gamma64, beta64, gy64))
     c = x.shape[1]
@@ -50,21 +71,7 @@ def check(x64, gamma64, beta64, gy64, momentum=0.1, eps=1e-5):
     np.testing.assert_allclose(rm, want_rm, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(rv, want_rv, rtol=RTOL, atol=ATOL)
     gx, gg, gb = B.batchnorm2d_backward(gy, x, gamma, sm, si)
-    rgx, rgg, rgb = R.batchnorm2d_bwd_ref(gy, x, gamma, eps)
-    np.testing.assert_allclose(gg, rgg, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(gb, rgb, rtol=RTOL, atol=ATOL)
-    # gx = a (gy - mean(gy) - xhat mean(gy xhat)) cancels almost completely when a channel has
-    # very few values or a variance near eps (2 values: gx = a d eps / (var + eps)): no float32
-    # formula keeps RTOL relative to gx itself there. So RTOL applies to the size of the terms
-    # that cancel (the usual error bound of a sum), which equals |gx| when nothing cancels.
-    axes = (0, 2, 3)
-    xd = x.astype(np.float64)
-    xhat = (xd - xd.mean(axis=axes, keepdims=True)) / np.sqrt(xd.var(axis=axes, keepdims=True) + eps)
-    gyd = gy.astype(np.float64)
-    a = np.abs(gamma.astype(np.float64)[None, :, None, None]) / np.sqrt(xd.var(axis=axes, keepdims=True) + eps)
-    terms = a * (np.abs(gyd) + np.abs(gyd.mean(axis=axes, keepdims=True))
-                 + np.abs(xhat * (gyd * xhat).mean(axis=axes, keepdims=True)))
-    assert np.all(np.abs(gx - rgx) <= ATOL + RTOL * terms), np.max(np.abs(gx - rgx) - RTOL * terms)
+    check_backward(gy, x, gamma, eps, gx, gg, gb)
     yi, smi, sii = B.batchnorm2d_forward(x, gamma, beta, rm, rv, training=False, eps=eps)
     np.testing.assert_allclose(yi, R.batchnorm2d_infer_ref(x, gamma, beta, rm, rv, eps), rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(smi, rm)
@@ -191,3 +198,47 @@ def test_same_bits_for_any_thread_count():
         numba.set_num_threads(before)
     for a, z in zip(outs[0], outs[-1]):
         np.testing.assert_array_equal(a, z)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 24, 7, 7), (1, 2, 1, 2)])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_fused_relu_equals_batchnorm_then_relu(shape, in_place):
+    # relu=True / relu_y: the same numbers as the two ops one after the other, and the float64
+    # reference chain: y = max(bn(x), 0); dL/dx through the relu mask then batch norm.
+    from edgecnn.kernels import relu_backward, relu_forward
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(np.float32)
+    c = shape[1]
+    gamma = rng.uniform(0.5, 1.5, c).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    gy = rng.standard_normal(shape).astype(np.float32)
+    y_ref, sm, si = B.batchnorm2d_forward(x, gamma, beta, None, None)
+    y_ref = relu_forward(y_ref)
+    y = x.copy() if in_place else None
+    y, sm2, si2 = B.batchnorm2d_forward(x.copy() if not in_place else y, gamma, beta, None, None,
+                                        out=y, relu=True)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(sm, sm2)
+    masked = relu_backward(gy, y_ref, y_ref)
+    want = B.batchnorm2d_backward(masked, x, gamma, sm, si)
+    g = gy.copy()
+    got = B.batchnorm2d_backward(g, x, gamma, sm, si, gx=g if in_place else None, relu_y=y)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    if not in_place:
+        np.testing.assert_array_equal(g, gy)  # gy itself is left alone
+    yd = np.maximum(R.batchnorm2d_train_ref(x.astype(np.float64), gamma.astype(np.float64),
+                                            beta.astype(np.float64), 1e-5)[0], 0)
+    np.testing.assert_allclose(y, yd, rtol=RTOL, atol=ATOL)
+    check_backward(masked, x, gamma, 1e-5, *got)
+
+
+def test_fused_relu_validation():
+    x = np.ones((2, 2, 3, 3), np.float32)
+    x[0] = 0
+    g = np.ones(2, np.float32)
+    with pytest.raises(TypeError, match="relu must be a bool"):
+        B.batchnorm2d_forward(x, g, g, None, None, relu=1)
+    y, sm, si = B.batchnorm2d_forward(x, g, g, None, None, relu=True)
+    with pytest.raises(ValueError, match="relu_y"):
+        B.batchnorm2d_backward(x, x, g, sm, si, relu_y=y[:1])

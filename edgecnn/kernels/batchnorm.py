@@ -55,16 +55,18 @@ def _channel_stats(x, eps, momentum, update, running_mean, running_var, save_mea
 
 @njit
 def batchnorm2d_fwd_cpu(x, gamma, beta, eps, momentum, update, running_mean, running_var, y,
-                        save_mean, save_invstd):
-    """Training forward with batch statistics; updates the running statistics when ``update``."""
+                        save_mean, save_invstd, relu=False):
+    """Training forward with batch statistics; updates the running statistics when ``update``.
+    ``relu`` fuses max(y, 0) into the write (one pass over y fewer)."""
     _channel_stats(x, eps, momentum, update, running_mean, running_var, save_mean, save_invstd)
-    _normalize(x, save_mean, save_invstd, gamma, beta, y)
+    _normalize(x, save_mean, save_invstd, gamma, beta, relu, y)
 
 
 @njit(parallel=True)
-def _normalize(x, mean, invstd, gamma, beta, y):
-    """y = (x - mean) * gamma * invstd + beta, per channel. Sample-major: written channel by channel the
-    output went to C*N scattered planes at once and took 2x a copy; in storage order it streams."""
+def _normalize(x, mean, invstd, gamma, beta, relu, y):
+    """y = (x - mean) * gamma * invstd + beta per channel (then max(y, 0) when ``relu``). Sample-major:
+    written channel by channel the output went to C*N scattered planes at once and took 2x a copy;
+    in storage order it streams."""
     N, C, L = x.shape
     inplace = x.ctypes.data == y.ctypes.data
     for n in prange(N):
@@ -72,9 +74,15 @@ def _normalize(x, mean, invstd, gamma, beta, y):
             m = mean[c]
             a = gamma[c] * invstd[c]
             b = beta[c]
-            if inplace:
+            if inplace and relu:
+                for i in range(L):
+                    y[n, c, i] = max((y[n, c, i] - m) * a + b, _F0)
+            elif inplace:
                 for i in range(L):
                     y[n, c, i] = (y[n, c, i] - m) * a + b
+            elif relu:
+                for i in range(L):
+                    y[n, c, i] = max((x[n, c, i] - m) * a + b, _F0)
             else:
                 for i in range(L):
                     y[n, c, i] = (x[n, c, i] - m) * a + b
@@ -98,13 +106,16 @@ def batchnorm2d_infer_fwd_cpu(x, gamma, beta, eps, running_mean, running_var, y,
 
 
 @njit(parallel=True)
-def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta):
+def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta, relu_y=None):
     """Training-mode backward: gbeta = sum gy, ggamma = sum gy * xhat,
     gx = gamma * invstd * (gy - gbeta / M - xhat * ggamma / M). gx may be gy.
 
-    Sums one channel per task (planes merged in order of n), then gx in storage order."""
+    With ``relu_y`` (the output of a fused ReLU), gy is first masked by relu_y > 0 on the fly: the
+    ReLU backward pass is folded into both passes here. Sums one channel per task (planes merged in
+    order of n), then gx in storage order."""
     N, C, L = x.shape
     inv_m = _F1 / np.float32(N * L)
+    masked = relu_y is not None
     for c in prange(C):
         mean = save_mean[c]
         sb = _F0
@@ -112,10 +123,16 @@ def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, 
         for n in range(N):
             pb = _F0
             pg = _F0
-            for i in range(L):
-                g = gy[n, c, i]
-                pb += g
-                pg += g * (x[n, c, i] - mean)
+            if masked:
+                for i in range(L):
+                    g = gy[n, c, i] if relu_y[n, c, i] > _F0 else _F0
+                    pb += g
+                    pg += g * (x[n, c, i] - mean)
+            else:
+                for i in range(L):
+                    g = gy[n, c, i]
+                    pb += g
+                    pg += g * (x[n, c, i] - mean)
             sb += pb
             sg += pg
         gbeta[c] = sb
@@ -128,9 +145,19 @@ def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, 
             a = gamma[c] * invstd
             mb = gbeta[c] * inv_m
             mg = ggamma[c] * inv_m * invstd
-            if inplace:
+            if inplace and masked:
+                for i in range(L):
+                    g = gx[n, c, i]
+                    g = g if relu_y[n, c, i] > _F0 else _F0
+                    gx[n, c, i] = a * (g - mb - (x[n, c, i] - mean) * mg)
+            elif inplace:
                 for i in range(L):
                     gx[n, c, i] = a * (gx[n, c, i] - mb - (x[n, c, i] - mean) * mg)
+            elif masked:
+                for i in range(L):
+                    g = gy[n, c, i]
+                    g = g if relu_y[n, c, i] > _F0 else _F0
+                    gx[n, c, i] = a * (g - mb - (x[n, c, i] - mean) * mg)
             else:
                 for i in range(L):
                     gx[n, c, i] = a * (gy[n, c, i] - mb - (x[n, c, i] - mean) * mg)
@@ -163,9 +190,10 @@ def _channel_vec(op, name, a, c, x_shape):
 
 
 def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
-                        out=None, save_mean=None, save_invstd=None):
+                        out=None, save_mean=None, save_invstd=None, relu=False):
     """(y, save_mean, save_invstd). Training normalizes with batch statistics and updates the running
-    ones in place (either may be None to skip the update); inference uses running_mean / running_var."""
+    ones in place (either may be None to skip the update); inference uses running_mean / running_var.
+    ``relu=True`` returns max(y, 0) (fused into the write on the CPU in training)."""
     op = "batchnorm2d_forward"
     check_array(op, "x", x, 4)
     n, c, h, w = x.shape
@@ -188,23 +216,37 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training=True
     out = check_out(op, "out", out, x.shape, like=x)
     save_mean = check_out(op, "save_mean", save_mean, (c,), like=x)
     save_invstd = check_out(op, "save_invstd", save_invstd, (c,), like=x)
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: relu must be a bool, got {relu!r}")
     if dev:
         from .cuda import batchnorm as _cu
-        return _cu.batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps,
-                                       out, save_mean, save_invstd)
+        from .activations import relu_forward
+        _cu.batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps,
+                                out, save_mean, save_invstd)
+        if relu:
+            relu_forward(out, out=out)
+        return out, save_mean, save_invstd
     x3, y3 = x.reshape(n, c, h * w), out.reshape(n, c, h * w)
     if training:
         update = running_mean is not None
         rm = running_mean if update else save_mean   # unused placeholders when not updating
         rv = running_var if update else save_invstd
-        batchnorm2d_fwd_cpu(x3, gamma, beta, eps, momentum, update, rm, rv, y3, save_mean, save_invstd)
+        batchnorm2d_fwd_cpu(x3, gamma, beta, eps, momentum, update, rm, rv, y3, save_mean, save_invstd,
+                            bool(relu))
     else:
         batchnorm2d_infer_fwd_cpu(x3, gamma, beta, eps, running_mean, running_var, y3, save_mean, save_invstd)
+        if relu:
+            from .activations import relu_forward
+            relu_forward(out, out=out)
     return out, save_mean, save_invstd
 
 
-def batchnorm2d_backward(gy, x, gamma, save_mean, save_invstd, gx=None, ggamma=None, gbeta=None):
-    """(gx, ggamma, gbeta) of the training-mode forward; ggamma / gbeta overwritten. ``gx=gy`` works."""
+def batchnorm2d_backward(gy, x, gamma, save_mean, save_invstd, gx=None, ggamma=None, gbeta=None,
+                         relu_y=None):
+    """(gx, ggamma, gbeta) of the training-mode forward; ggamma / gbeta overwritten. ``gx=gy`` works.
+    ``relu_y``: the output of a forward with relu=True; gy is then taken as dL/d(max(y, 0)) and
+    masked by relu_y > 0 first (fused into both passes on the CPU; gy itself is not changed unless
+    it is gx)."""
     op = "batchnorm2d_backward"
     check_array(op, "x", x, 4)
     check_array(op, "gy", gy, 4)
@@ -216,9 +258,19 @@ def batchnorm2d_backward(gy, x, gamma, save_mean, save_invstd, gx=None, ggamma=N
     gx = check_out(op, "gx", gx, x.shape, like=x)
     ggamma = check_out(op, "ggamma", ggamma, (c,), like=x)
     gbeta = check_out(op, "gbeta", gbeta, (c,), like=x)
+    if relu_y is not None:
+        check_array(op, "relu_y", relu_y, 4)
+        check_shape(op, "relu_y", relu_y, x.shape)
+        if _on_device(op, x, relu_y) != dev:
+            raise TypeError(f"{op}: relu_y must live where x does (host or device)")
     if dev:
         from .cuda import batchnorm as _cu
+        if relu_y is not None:  # mask into gx, then the backward in place on it
+            from .activations import relu_backward
+            relu_backward(gy, relu_y, relu_y, gx=gx)
+            gy = gx
         return _cu.batchnorm2d_backward(gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta)
+    y3 = None if relu_y is None else relu_y.reshape(n, c, h * w)
     batchnorm2d_bwd_input_cpu(gy.reshape(n, c, h * w), x.reshape(n, c, h * w), gamma, save_mean, save_invstd,
-                              gx.reshape(n, c, h * w), ggamma, gbeta)
+                              gx.reshape(n, c, h * w), ggamma, gbeta, y3)
     return gx, ggamma, gbeta
