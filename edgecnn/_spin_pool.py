@@ -1,0 +1,275 @@
+"""A thread pool for the filter kernels whose idle workers spin briefly before they sleep.
+
+Why not Numba's OpenMP pool: edgecnn runs it with OMP_WAIT_POLICY=passive (see _jit.py), and
+waking a sleeping OpenMP worker costs 50-100 us per parallel region on a VM, more than most
+640x480 filters take. Spinning OpenMP workers would fix that but take the core from everything
+else (training's conv threads, other processes), because the setting is process-wide.
+
+Here a call is split into row chunks that the caller and the workers claim one at a time from
+a shared counter (compare-and-swap), so:
+* a worker that is still spinning from the last call joins within ~2 us;
+* a worker that is asleep is woken and joins if chunks are left when it arrives; the caller
+  never waits for a wake-up or for a descheduled worker, it runs the unclaimed chunks itself
+  and only waits for chunks a worker has already started;
+* a worker spins for SPIN_US after its last chunk, then sleeps on a condition variable.
+
+Workers never touch the GIL while serving: each kernel gets a compiled serve loop that reads the
+job's array addresses from the control array and runs the kernel's serial variant on the chunks
+it claims. A job for another kernel makes the loop return to Python once, to switch loops.
+
+Kernels must take (src, *args, out, nchunks) and process the chunks
+[first(nchunks), stop(nchunks)) of total(nchunks) (see _filter_kernels.chunk_range).
+"""
+import atexit
+import os
+import threading
+import time
+import types as pytypes
+
+import numba
+import numpy as np
+
+from ._atomics import (address_as_pointer, atomic_add, atomic_cas, atomic_load, atomic_store, os_yield,
+                       spin_pause)
+from ._jit import njit
+
+# Control slots, one cache line apart (the caller and the workers write different ones).
+SEQ, NEXT, FIN, CALL, SRC, OUT, TOTAL, SLEEPERS, NWORK = (8 * i for i in range(9))
+CTL_SIZE = 8 * 9
+IDLE, OTHER, STOP = 0, 1, 2  # how a worker's serve loop ended
+SPIN_US = 300.0  # after a call; covers the gaps between the filter calls of one frame
+
+
+@njit
+def _load(ctl, i):
+    return atomic_load(ctl, i)
+
+
+@njit
+def _add(ctl, i, v):
+    return atomic_add(ctl, i, v)
+
+
+@njit
+def _publish(ctl, seq, call, src_addr, out_addr, total, nwork):
+    """Describe job ``seq``, then open its chunks, then announce it (in that order: a worker that
+    sees SEQ finds the rest in place)."""
+    atomic_store(ctl, FIN, 0)
+    atomic_store(ctl, CALL, call)
+    atomic_store(ctl, SRC, src_addr)
+    atomic_store(ctl, OUT, out_addr)
+    atomic_store(ctl, TOTAL, total)
+    atomic_store(ctl, NWORK, nwork)
+    atomic_store(ctl, NEXT, seq << 16)
+    atomic_store(ctl, SEQ, seq)
+
+
+@njit
+def _idle_round():
+    """One round of waiting: a few PAUSEs, then give the core to any other runnable thread (a
+    spinning OpenCV worker, say: two spinners that never yield take turns only at scheduler
+    ticks, milliseconds apart)."""
+    for _ in range(4):
+        spin_pause()
+    os_yield()
+
+
+@njit
+def _wait_seq(ctl, seen, spins):
+    """Spin until SEQ != seen (returns it) or ``spins`` rounds pass (returns seen)."""
+    for _ in range(spins):
+        v = atomic_load(ctl, SEQ)
+        if v != seen:
+            return v
+        _idle_round()
+    return atomic_load(ctl, SEQ)
+
+
+@njit
+def _wait_finished(ctl, total, spins):
+    for _ in range(spins):
+        if atomic_load(ctl, FIN) >= total:
+            return True
+        _idle_round()
+    return atomic_load(ctl, FIN) >= total
+
+
+@njit
+def _claim(ctl, seq, total):
+    """The next unclaimed chunk of job ``seq``, or -1 when none is left (or the job is over)."""
+    while True:
+        v = atomic_load(ctl, NEXT)
+        c = v & 0xFFFF
+        if (v >> 16) != seq or c >= total:
+            return -1
+        if atomic_cas(ctl, NEXT, v, v + 1) == v:
+            return c
+
+
+def _work(ctl, seq, total, src, fixed, out):
+    """Run chunks of job ``seq`` until none is left to claim."""
+    n = 0
+    while True:
+        c = _claim(ctl, seq, total)
+        if c < 0:
+            return n
+        KERNEL(src, *fixed, out, total | (c << 16) | ((c + 1) << 32))  # noqa: F821 (bound per kernel)
+        atomic_add(ctl, FIN, 1)
+        n += 1
+
+
+def _serve(ctl, seen, spins, index, call, src_like, fixed, out_like):
+    """A worker's loop for one bound call: run the chunks it can claim of every job for ``call``.
+    Returns (IDLE, last job seen) after ``spins`` idle rounds, (OTHER, seq) at a job for another
+    call, or (STOP, seq)."""
+    idle = 0
+    while idle < spins:
+        v = atomic_load(ctl, SEQ)
+        if v == seen:
+            _idle_round()
+            idle += 1
+            continue
+        if v < 0:
+            return STOP, v
+        if atomic_load(ctl, CALL) != call:
+            return OTHER, v
+        if index < atomic_load(ctl, NWORK):
+            total = atomic_load(ctl, TOTAL)
+            src = numba.carray(address_as_pointer(atomic_load(ctl, SRC), src_like), src_like.shape)
+            out = numba.carray(address_as_pointer(atomic_load(ctl, OUT), out_like), out_like.shape)
+            WORK(ctl, v, total, src, fixed, out)  # noqa: F821 (bound per kernel)
+        seen = v
+        idle = 0
+    return IDLE, seen
+
+
+_LOOPS = {}
+_LOOPS_LOCK = threading.Lock()
+
+
+def _rebind(f, name, env):
+    g = pytypes.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), env, name)
+    g.__qualname__ = name
+    return njit(g)
+
+
+def loops(kernel):
+    """(work, serve) compiled for ``kernel`` (a serial Numba dispatcher); distinct names keep the
+    on-disk caches of different kernels apart."""
+    name = kernel.py_func.__name__
+    with _LOOPS_LOCK:
+        pair = _LOOPS.get(name)
+        if pair is None:
+            env = dict(globals(), KERNEL=kernel)
+            work = _rebind(_work, "spin_work_" + name, env)
+            env["WORK"] = work
+            pair = (work, _rebind(_serve, "spin_serve_" + name, env))
+            _LOOPS[name] = pair
+        return pair
+
+
+class SpinPool:
+    """``run`` splits a kernel call into chunks over the calling thread and the workers."""
+
+    def __init__(self):
+        self._pid = None
+        self._init()
+
+    def _init(self):
+        self.ctl = np.zeros(CTL_SIZE, np.int64)
+        self._cond = threading.Condition()
+        self._busy = threading.Lock()
+        self._workers = []
+        self._job = None
+        self._ready = set()  # calls whose serve loop is compiled for their argument types
+        self._seq = 0
+        self._spins = 0
+        self._pid = os.getpid()
+
+    def _calibrate(self):
+        """Idle rounds in SPIN_US (a PAUSE takes from ~10 to ~150 cycles depending on the CPU)."""
+        n = 2000
+        _wait_seq(self.ctl, -2, 10)
+        t = time.perf_counter()
+        _wait_seq(self.ctl, _load(self.ctl, SEQ), n)
+        per = (time.perf_counter() - t) / n
+        self._spins = max(1000, int(SPIN_US * 1e-6 / max(per, 1e-10)))
+
+    def _ensure_workers(self, n):
+        if not self._spins:
+            self._calibrate()
+        while len(self._workers) < n:
+            t = threading.Thread(target=self._worker_main, args=(len(self._workers),),
+                                 name=f"edgecnn-filter-{len(self._workers)}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def run(self, call, kernel, src, fixed, out, total, threads):
+        """kernel(src, *fixed, out, chunk range) over ``total`` chunks with up to ``threads``
+        threads (this one included). ``call`` identifies the bound call (same kernel, fixed
+        arguments and array shapes each time). src and out must be C-contiguous. Returns False,
+        having done nothing, when the pool is busy with another thread's call."""
+        if self._pid != os.getpid():  # a forked child has the pool's state but not its threads
+            self._init()
+        if not self._busy.acquire(blocking=False):
+            return False
+        try:
+            self._ensure_workers(threads - 1)
+            work, serve = loops(kernel)
+            if call not in self._ready:
+                # Compile (or load) the worker's loop here, not in the worker: compiling holds the
+                # GIL for up to seconds, and the first timed calls would see a worker-less pool.
+                serve(self.ctl, -5, 0, 0, call, src, fixed, out)
+                self._ready.add(call)
+            self._seq += 1
+            seq = self._seq
+            self._job = (seq, call, serve, src, fixed, out)
+            ctl = self.ctl
+            _publish(ctl, seq, call, src.ctypes.data, out.ctypes.data, total, threads - 1)
+            if _load(ctl, SLEEPERS):
+                with self._cond:
+                    self._cond.notify_all()
+            work(ctl, seq, total, src, fixed, out)
+            # Only chunks a worker has already claimed are left: wait for those.
+            while not _wait_finished(ctl, total, self._spins):
+                time.sleep(0)
+            return True
+        finally:
+            self._busy.release()
+
+    def _worker_main(self, index):
+        ctl, seen, serve, args = self.ctl, 0, None, None
+        while True:
+            if serve is None:
+                v = _wait_seq(ctl, seen, self._spins)
+                how = IDLE if v == seen else (STOP if v < 0 else OTHER)
+            else:
+                how, v = serve(ctl, seen, self._spins, index, *args)
+            if how == IDLE:  # nothing for SPIN_US: sleep until the next job
+                seen = v
+                with self._cond:
+                    _add(ctl, SLEEPERS, 1)
+                    while _load(ctl, SEQ) == seen:
+                        self._cond.wait()
+                    _add(ctl, SLEEPERS, -1)
+                continue
+            if how == STOP:
+                return
+            job = self._job  # a job for another call: switch to its loop (once)
+            seen = job[0] - 1
+            serve, args = job[2], (job[1], job[3], job[4], job[5])
+
+    def stop(self):
+        if self._pid == os.getpid() and self._workers:
+            atomic_stop(self.ctl)
+            with self._cond:
+                self._cond.notify_all()
+
+
+@njit
+def atomic_stop(ctl):
+    atomic_store(ctl, SEQ, -1)
+
+
+POOL = SpinPool()
+atexit.register(POOL.stop)
