@@ -1,10 +1,14 @@
 """edgecnn.filters vs OpenCV on one 640x480 frame, measured in the same run.
 
-    python benchmarks/filters.py [--repeats 200] [--threads 2] [--json out.json] [--only sobel]
+    python benchmarks/filters.py [--repeats 200] [--threads 2] [--json out.json] [--only sobel] [--block 10]
 
 Both sides write into preallocated outputs, run with the same thread count (cv2.setNumThreads and
-numba.set_num_threads), interleaved A B A B; the table shows median microseconds per call and the
-ratio edgecnn / OpenCV (< 1 means edgecnn is faster). JIT compile time is reported apart.
+numba.set_num_threads), interleaved in blocks of --block calls (A x 10, B x 10, ...; the host's load
+drifts); the table shows median microseconds per call and the ratio edgecnn / OpenCV (< 1 means
+edgecnn is faster). JIT compile time is reported apart. Why blocks: both libraries' pools keep their
+workers spinning for a while after a call (OpenCV's as well as edgecnn's filter pool), and with
+calls alternating one by one each library ran partly on a core held by the other's spinning worker:
+measured here, OpenCV's gaussian 3x3 uint8 went from 51 to 100 us and edgecnn's from 61 to 85.
 With --threads > 1 both libraries may use fewer threads for a call: OpenCV by its own rules,
 edgecnn when its first timed calls show the pool does not pay (filters.set_parallel); the
 first few timed edgecnn calls of each row are those probes (the median is not moved by them).
@@ -117,6 +121,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="default: numba's thread count")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--only", default=None, help="run only cases whose label contains this")
+    ap.add_argument("--block", type=int, default=10,
+                    help="calls of one library before switching to the other (1: A B A B)")
     args = ap.parse_args(argv)
 
     import cv2
@@ -148,13 +154,13 @@ def main(argv=None):
     rows = []
     for label, e, c in todo:
         te, tc = [], []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            e()
-            te.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            c()
-            tc.append(time.perf_counter() - t)
+        while len(te) < args.repeats:
+            n = min(args.block, args.repeats - len(te))
+            for f, ts in ((e, te), (c, tc)):
+                for _ in range(n):
+                    t = time.perf_counter()
+                    f()
+                    ts.append(time.perf_counter() - t)
         me, mc = median_us(te), median_us(tc)
         rows.append({"filter": label, "edgecnn_us": round(me, 1), "opencv_us": round(mc, 1),
                      "ratio": round(me / mc, 3)})

@@ -119,9 +119,23 @@ def _round_sat_u8(v):
     return np.uint8(r)
 
 
+# ``nchunks`` is either a chunk count (a whole call: chunks 0..nchunks-1) or, for the spin pool's
+# calls on part of a frame, total | first << 16 | stop << 32: chunks [first, stop) of total.
+@njit
+def chunk_first(nchunks):
+    return (nchunks >> 16) & 0xFFFF
+
+
+@njit
+def chunk_stop(nchunks):
+    stop = nchunks >> 32
+    return stop if stop else nchunks & 0xFFFF
+
+
 @njit
 def _chunk(c, nchunks, H):
-    return c * H // nchunks, (c + 1) * H // nchunks
+    total = nchunks & 0xFFFF
+    return c * H // total, (c + 1) * H // total
 
 
 # ------------------------------------------------------------------------------ shared pieces
@@ -299,7 +313,7 @@ def _corr2d(src, W, cn, gray, is_u8, rowmap, colmap, left, rstart, offs, w, kh, 
     H = out.shape[0]
     L = (W + kw - 1) * cn
     WC = W * cn
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((kh, L), np.float32)
         acc = np.empty(WC, np.float32)
@@ -343,7 +357,7 @@ def _corr2d_u8float(src, W, cn, gray, rowmap, colmap, left, ti, tj, tk, kh, kw, 
     L = (W + kw - 1) * cn
     WC = W * cn
     n4 = WC - WC % 4
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((kh, L), np.float32)
         acc = np.empty(WC, np.float32)
@@ -377,7 +391,7 @@ def _sep(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh, 
     L = (W + kw - 1) * cn
     WC = W * cn
     slots = np.empty(kyi.shape[0], np.int64)
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         buf = np.empty(L, np.float32)
         ring = np.empty((kh, WC), np.float32)
@@ -438,7 +452,7 @@ def _sep16(src, W, cn, gray, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh, kw, p
     L = (W + kw - 1) * cn
     WC = W * cn
     slots = np.empty(kyi.shape[0], np.int64)
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         buf = np.empty(L, NARROW)
         ring = np.empty((kh, WC), NARROW)
@@ -472,7 +486,7 @@ def _sep5(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
     x0, x1, x2, x3, x4 = NARROW(kxw[0]), NARROW(kxw[1]), NARROW(kxw[2]), NARROW(kxw[3]), NARROW(kxw[4])
     o0, o1, o2, o3, o4 = kxo[0], kxo[1], kxo[2], kxo[3], kxo[4]
     v0, v1, v2, v3, v4 = NARROW(kyw[0]), NARROW(kyw[1]), NARROW(kyw[2]), NARROW(kyw[3]), NARROW(kyw[4])
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         buf = np.empty(L, src.dtype)
         ring = np.empty((kh, WC), NARROW)
@@ -536,7 +550,7 @@ def _sep7(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
     o0, o1, o2, o3, o4, o5, o6 = kxo[0], kxo[1], kxo[2], kxo[3], kxo[4], kxo[5], kxo[6]
     v0, v1, v2, v3 = LANE(kyw[0]), LANE(kyw[1]), LANE(kyw[2]), LANE(kyw[3])
     v4, v5, v6 = LANE(kyw[4]), LANE(kyw[5]), LANE(kyw[6])
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         buf = np.empty(L, src.dtype)
         ring = np.empty((kh, WC), NARROW)
@@ -576,7 +590,7 @@ def _corr2d16(src, W, cn, gray, rowmap, colmap, left, rstart, offs, w, kh, kw, o
     H = out.shape[0]
     L = (W + kw - 1) * cn
     WC = W * cn
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((kh, L), NARROW)
         acc = np.empty(WC, NARROW)
@@ -611,7 +625,7 @@ def _k3(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchunks)
     w10, w11, w12 = NARROW(w[1, 0]), NARROW(w[1, 1]), NARROW(w[1, 2])
     w20, w21, w22 = NARROW(w[2, 0]), NARROW(w[2, 1]), NARROW(w[2, 2])
     c2 = 2 * cn
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((3, L), src.dtype)
         for p in range(y0, y0 + 2):
@@ -676,7 +690,7 @@ def _k3sep(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchun
     ky0, ky1, ky2 = NARROW(w[0, 0]), NARROW(w[0, 1]), NARROW(w[0, 2])
     kx0, kx1, kx2 = NARROW(w[1, 0]), NARROW(w[1, 1]), NARROW(w[1, 2])
     c2 = 2 * cn
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((3, L), src.dtype)
         col = np.empty(L, NARROW)
@@ -743,7 +757,7 @@ def _k3flat(src, W, cn, rowmap, colmap, w, out, nchunks):
         w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
     f = src.reshape(H * WC)
     fo = out.reshape(H * WC)
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         ya, yb = max(y0, 1), min(y1, H - 1)
         if yb > ya:
@@ -833,7 +847,7 @@ def _k3sepflat(src, W, cn, rowmap, colmap, w, out, nchunks):
     ky0, ky1, ky2 = w[0, 0], w[0, 1], w[0, 2]
     kx0, kx1, kx2 = w[1, 0], w[1, 1], w[1, 2]
     c2 = 2 * cn
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         col = np.empty(L, np.float32)
         zero = np.zeros(WC, np.float32)  # rows outside a constant border
@@ -879,7 +893,7 @@ def _box16(src, W, cn, gray, rowmap, colmap, kh, kw, post, p0, p1, out, nchunks)
     left = kw // 2
     L = (W + kw - 1) * cn
     n16 = (WC // 16) * 16 if kh * kw == 2 else 0  # values that saturate instead of wrapping
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         S = np.zeros(L, np.uint16)
         Sw = S[left * cn:left * cn + WC]
@@ -985,7 +999,7 @@ def _boxflat(src, W, cn, rowmap, colmap, out, nchunks):
     hc = h * cn
     f = src.reshape(H * WC)
     fo = out.reshape(H * WC)
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         V = np.empty(BOXSTRIP * WC, np.uint16)
         # edge pixels (first and last h, each once on narrow frames): offsets, their window's
@@ -1122,7 +1136,7 @@ def _gradient(src, W, cn, gray, is_u8, rowmap, colmap, left, ka, kb, want_mag, o
     twopi = np.float32(2 * np.pi)
     a0, a1, a2 = ka[0], ka[1], ka[2]
     c2 = 2 * cn
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((3, L), np.float32)
         sm = np.empty(L, np.float32)
@@ -1161,7 +1175,7 @@ def _gradient(src, W, cn, gray, is_u8, rowmap, colmap, left, ka, kb, want_mag, o
 def _to_gray(src, W, is_u8, out, nchunks):
     """BGR -> gray with cvtColor's arithmetic (uint8: Q15 weights 3735, 19235, 9798)."""
     H = out.shape[0]
-    for c in prange(nchunks):
+    for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         for y in range(y0, y1):
             row = src[y]

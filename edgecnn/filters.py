@@ -14,6 +14,7 @@ like cv2.filter2D. Sizes are (height, width), NumPy order (OpenCV's ``ksize`` is
 Exceptions: "gradient_orientation" always returns float32 radians in [0, 2*pi) (like cv2.phase) and
 "gray" returns one channel (like cv2.cvtColor BGR2GRAY).
 """
+import itertools
 import json
 import math
 import numbers
@@ -21,6 +22,7 @@ import time
 
 import numpy as np
 
+from . import _spin_pool
 from .kernels._common import as_int, check_array, check_out, is_device_array
 
 BORDERS = {"reflect101": 0, "reflect_101": 0, "default": 0, "constant": 1, "replicate": 2}
@@ -583,6 +585,16 @@ class _Plan:
         ser, parf = ks
         split = max(1, H // 8)
         pick = _Pick()
+        token = next(_CALL_IDS)
+
+        def par(src, dst, threads):
+            # The spin pool when the arrays allow it (its workers read them by address); Numba's
+            # OpenMP pool otherwise, or when another thread is using the spin pool.
+            if _spin[0] and src.flags.c_contiguous and dst.flags.c_contiguous:
+                chunks = max(threads, min(H // _SPIN_CHUNK_ROWS, _SPIN_CHUNKS_PER_THREAD * threads))
+                if _spin_pool.POOL.run(token, ser, src, args, dst, chunks, threads):
+                    return
+            parf(src, *args, dst, min(split, threads))
 
         def call(image, out):
             threads = _threads() if big and _parallel[0] else 1
@@ -591,13 +603,13 @@ class _Plan:
             dst = out if out.ndim == 2 else out.reshape(H, -1)
             way = pick.way(threads) if threads > 1 else 0
             if way == 1:
-                parf(src, *args, dst, min(split, threads))
+                par(src, dst, threads)
             elif way == 0:
                 ser(src, *args, dst, 1)
             else:  # a probe: time this call
                 t = time.perf_counter()
                 if way == 3:
-                    parf(src, *args, dst, min(split, threads))
+                    par(src, dst, threads)
                 else:
                     ser(src, *args, dst, 1)
                 pick.record(way, time.perf_counter() - t)
@@ -613,6 +625,10 @@ _K3SEPFLAT = [True]  # float32 separable 3x3 read in place (False: through a rin
 _BOXFLAT = [True]  # uint8 boxes of 3 or 5 a side in flat strips (False: the running column sums)
 _PARALLEL_MIN = 1 << 15  # elements; below this one thread beats waking the pool
 _parallel = [True]
+_spin = [True]  # parallel calls on edgecnn._spin_pool (False: Numba's OpenMP pool)
+_SPIN_CHUNK_ROWS = 16  # rows per chunk at least (each chunk re-reads kh - 1 rows of halo)
+_SPIN_CHUNKS_PER_THREAD = 8  # several per thread: a worker that joins late still gets a share
+_CALL_IDS = itertools.count(1)
 
 
 def set_parallel(enabled):
@@ -628,14 +644,14 @@ def set_parallel(enabled):
     _parallel[0] = enabled
 
 
-_PROBE = 3  # timed calls of each way before choosing
+_PROBE = 5  # timed calls of each way before choosing
 _REPROBE = 2048  # calls between re-checks (load from other processes comes and goes)
 
 
 class _Pick:
-    """Serial or parallel for one bound filter call, by timing: ``_PROBE`` calls each way,
-    alternating, then the way with the lower median until the next probe ``_REPROBE`` calls
-    later. way(): 0 serial, 1 parallel, 2 serial timed, 3 parallel timed (then record())."""
+    """Serial or parallel for one bound filter call, by timing: one untimed call each way, then
+    ``_PROBE`` timed calls each way, alternating, then the way with the lower median until the
+    next probe ``_REPROBE`` calls later. way(): 0 serial, 1 parallel, 2 serial timed, 3 parallel timed (then record())."""
 
     __slots__ = ("n", "threads", "par", "ts", "tp")
 
@@ -653,7 +669,9 @@ class _Pick:
             self.threads = threads
             self._reset()
         self.n += 1
-        if self.n <= 2 * _PROBE:
+        if self.n <= 2:  # one untimed call each way first: compiling or loading a kernel, starting
+            return self.n % 2  # a pool, and the first call on fresh buffers are not what we compare
+        if self.n <= 2 + 2 * _PROBE:
             return 3 if self.n % 2 else 2
         if self.n >= _REPROBE:
             self._reset()

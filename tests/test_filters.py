@@ -298,11 +298,13 @@ def _cv_ref(img, name, p):
     return cv2.filter2D(img, -1, k)
 
 
-@pytest.mark.parametrize("mode", [False, "always", True], ids=["serial", "parallel", "timed-choice"])
+@pytest.mark.parametrize("mode", [False, "always", True, "openmp"],
+                         ids=["serial", "parallel", "timed-choice", "parallel-openmp"])
 @pytest.mark.parametrize("name,params,dtype", _WAYS, ids=[f"{w[0]}-{w[2]}" for w in _WAYS])
 def test_each_thread_way_equals_opencv(name, params, dtype, mode):
-    """The serial kernel, the parallel kernel (split in numba's thread count) and the default
-    timed choice between them (its probe calls run both ways) all give OpenCV's result."""
+    """The serial kernel, the parallel call (row chunks over the spin pool, or split in numba's
+    thread count on the OpenMP pool, its fallback) and the default timed choice between serial
+    and parallel (its probe calls run both ways) all give OpenCV's result."""
     import numba
     rng = np.random.default_rng(11)
     img = rng.integers(0, 256, (97, 401), dtype=np.uint8)  # odd sizes: uneven row blocks, tails
@@ -310,16 +312,49 @@ def test_each_thread_way_equals_opencv(name, params, dtype, mode):
         img = img.astype(np.float32)
     ref = _cv_ref(img, name, params)
     before = numba.get_num_threads()
-    F.set_parallel(mode)
+    F._spin[0] = mode != "openmp"
+    F.set_parallel("always" if mode == "openmp" else mode)
     try:
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
-            for _ in range(2 * F._PROBE + 2):  # through the probe and into the chosen way
+            for _ in range(2 * F._PROBE + 4):  # through the probe and into the chosen way
                 _check(F.apply(img, name, **params), ref, f"{name} {mode} {threads}",
                        float(np.abs(img).max()) * 64)
     finally:
         F.set_parallel(True)
+        F._spin[0] = True
         numba.set_num_threads(before)
+
+
+def test_parallel_calls_from_several_threads_at_once():
+    """The spin pool serves one caller at a time; a second thread's parallel call meanwhile runs
+    on the OpenMP pool. Either way every result equals the serial one."""
+    import threading
+    rng = np.random.default_rng(5)
+    imgs = [rng.integers(0, 256, (200, 320), dtype=np.uint8) for _ in range(3)]
+    F.set_parallel(False)
+    try:
+        want = [F.apply(im, "sobel_x") for im in imgs]
+    finally:
+        F.set_parallel(True)
+    errors = []
+
+    def worker(k):
+        try:
+            for _ in range(30):
+                np.testing.assert_array_equal(F.apply(imgs[k], "sobel_x"), want[k])
+        except Exception as e:  # reported below: a thread's assertion does not fail the test
+            errors.append(e)
+    F.set_parallel("always")
+    try:
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        F.set_parallel(True)
+    assert not errors, errors[0]
 
 
 def test_set_parallel_rejects_other_values():
