@@ -632,13 +632,14 @@ _CALL_IDS = itertools.count(1)
 
 
 def set_parallel(enabled):
-    """Run filters on Numba's thread pool or on the calling thread only.
+    """Run filters on several threads or on the calling thread only.
 
-    True (the default): frames of >= 32k values use the pool when it pays; each filter/shape times
-    a few calls of both ways and keeps the faster (waking a sleeping OpenMP worker, as
-    OMP_WAIT_POLICY=passive makes it, costs 40-100 us on a VM: more than a 640x480 3x3 filter).
-    "always": the pool for every frame of >= 32k values. False: the calling thread only
-    (steadier when the cores are busy with other work)."""
+    Parallel calls split the frame into row chunks over edgecnn's filter pool (_spin_pool: its
+    workers spin briefly after a call, so back-to-back calls start in ~2 us; a sleeping OpenMP
+    worker takes 50-100 us to wake on a VM), or Numba's OpenMP pool when that pool is busy.
+    True (the default): frames of >= 32k values run parallel when it pays; each filter/shape times
+    a few calls of both ways and keeps the faster. "always": parallel for every frame of >= 32k
+    values. False: the calling thread only (steadier when the cores are busy with other work)."""
     if enabled not in (True, False, "always"):
         raise ValueError(f"set_parallel: enabled must be True, False or 'always', got {enabled!r}")
     _parallel[0] = enabled
