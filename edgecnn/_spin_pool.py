@@ -51,20 +51,6 @@ def _add(ctl, i, v):
 
 
 @njit
-def _publish(ctl, seq, call, src_addr, out_addr, total, nwork):
-    """Describe job ``seq``, then open its chunks, then announce it (in that order: a worker that
-    sees SEQ finds the rest in place)."""
-    atomic_store(ctl, FIN, 0)
-    atomic_store(ctl, CALL, call)
-    atomic_store(ctl, SRC, src_addr)
-    atomic_store(ctl, OUT, out_addr)
-    atomic_store(ctl, TOTAL, total)
-    atomic_store(ctl, NWORK, nwork)
-    atomic_store(ctl, NEXT, seq << 16)
-    atomic_store(ctl, SEQ, seq)
-
-
-@njit
 def _idle_round():
     """One round of waiting: a few PAUSEs, then give the core to any other runnable thread (a
     spinning OpenCV worker, say: two spinners that never yield take turns only at scheduler
@@ -118,6 +104,30 @@ def _work(ctl, seq, total, src, fixed, out):
         n += 1
 
 
+def _run_job(ctl, seq, call, src, fixed, out, total, nwork, spins):
+    """The caller's side of one call, in one compiled function (each dispatch from Python costs
+    about a microsecond): describe job ``seq``, open its chunks, announce it (in that order: a
+    worker that sees SEQ finds the rest in place), run chunks until none is left, then wait for
+    the chunks workers have started. Returns how many workers were asleep (the caller wakes them
+    afterwards, for the next call: waking takes longer than a chunk), or -1 if the wait outlasted
+    ``spins`` rounds (the caller then waits with the GIL released)."""
+    atomic_store(ctl, FIN, 0)
+    atomic_store(ctl, CALL, call)
+    atomic_store(ctl, SRC, src.ctypes.data)
+    atomic_store(ctl, OUT, out.ctypes.data)
+    atomic_store(ctl, TOTAL, total)
+    atomic_store(ctl, NWORK, nwork)
+    atomic_store(ctl, NEXT, seq << 16)
+    atomic_store(ctl, SEQ, seq)
+    sleepers = atomic_load(ctl, SLEEPERS)
+    WORK(ctl, seq, total, src, fixed, out)  # noqa: F821 (bound per kernel)
+    for _ in range(spins):
+        if atomic_load(ctl, FIN) >= total:
+            return sleepers
+        _idle_round()
+    return sleepers if atomic_load(ctl, FIN) >= total else -1
+
+
 def _serve(ctl, seen, spins, index, call, src_like, fixed, out_like):
     """A worker's loop for one bound call: run the chunks it can claim of every job for ``call``.
     Returns (IDLE, last job seen) after ``spins`` idle rounds, (OTHER, seq) at a job for another
@@ -154,16 +164,15 @@ def _rebind(f, name, env):
 
 
 def loops(kernel):
-    """(work, serve) compiled for ``kernel`` (a serial Numba dispatcher); distinct names keep the
-    on-disk caches of different kernels apart."""
+    """(run_job, serve) compiled for ``kernel`` (a serial Numba dispatcher); distinct names keep
+    the on-disk caches of different kernels apart."""
     name = kernel.py_func.__name__
     with _LOOPS_LOCK:
         pair = _LOOPS.get(name)
         if pair is None:
             env = dict(globals(), KERNEL=kernel)
-            work = _rebind(_work, "spin_work_" + name, env)
-            env["WORK"] = work
-            pair = (work, _rebind(_serve, "spin_serve_" + name, env))
+            env["WORK"] = _rebind(_work, "spin_work_" + name, env)
+            pair = (_rebind(_run_job, "spin_run_" + name, env), _rebind(_serve, "spin_serve_" + name, env))
             _LOOPS[name] = pair
         return pair
 
@@ -181,7 +190,8 @@ class SpinPool:
         self._busy = threading.Lock()
         self._workers = []
         self._job = None
-        self._ready = set()  # calls whose serve loop is compiled for their argument types
+        self._ready = {}  # call -> its run_job (compiled, with its serve loop, for its argument types)
+        self._serves = {}
         self._seq = 0
         self._spins = 0
         self._pid = os.getpid()
@@ -196,8 +206,6 @@ class SpinPool:
         self._spins = max(1000, int(SPIN_US * 1e-6 / max(per, 1e-10)))
 
     def _ensure_workers(self, n):
-        if not self._spins:
-            self._calibrate()
         while len(self._workers) < n:
             t = threading.Thread(target=self._worker_main, args=(len(self._workers),),
                                  name=f"edgecnn-filter-{len(self._workers)}", daemon=True)
@@ -214,28 +222,34 @@ class SpinPool:
         if not self._busy.acquire(blocking=False):
             return False
         try:
-            self._ensure_workers(threads - 1)
-            work, serve = loops(kernel)
-            if call not in self._ready:
-                # Compile (or load) the worker's loop here, not in the worker: compiling holds the
-                # GIL for up to seconds, and the first timed calls would see a worker-less pool.
-                serve(self.ctl, -5, 0, 0, call, src, fixed, out)
-                self._ready.add(call)
+            run_job = self._ready.get(call)
+            if run_job is None:
+                run_job = self._prepare(call, kernel, src, fixed, out)
+            if len(self._workers) < threads - 1:
+                self._ensure_workers(threads - 1)
             self._seq += 1
-            seq = self._seq
-            self._job = (seq, call, serve, src, fixed, out)
-            ctl = self.ctl
-            _publish(ctl, seq, call, src.ctypes.data, out.ctypes.data, total, threads - 1)
-            if _load(ctl, SLEEPERS):
+            self._job = (self._seq, call, self._serves[call], src, fixed, out)
+            r = run_job(self.ctl, self._seq, call, src, fixed, out, total, threads - 1, self._spins)
+            while r < 0:  # a worker is still in a chunk (descheduled?): wait without spinning
+                time.sleep(0)
+                r = 0 if _wait_finished(self.ctl, total, self._spins) else -1
+            if r > 0:
                 with self._cond:
                     self._cond.notify_all()
-            work(ctl, seq, total, src, fixed, out)
-            # Only chunks a worker has already claimed are left: wait for those.
-            while not _wait_finished(ctl, total, self._spins):
-                time.sleep(0)
             return True
         finally:
             self._busy.release()
+
+    def _prepare(self, call, kernel, src, fixed, out):
+        """Compile (or load) the loops for a new call here, not in a worker: compiling holds the
+        GIL for up to seconds, and the first timed calls would see a worker-less pool."""
+        if not self._spins:
+            self._calibrate()
+        run_job, serve = loops(kernel)
+        serve(self.ctl, -5, 0, 0, call, src, fixed, out)
+        self._serves[call] = serve
+        self._ready[call] = run_job
+        return run_job
 
     def _worker_main(self, index):
         ctl, seen, serve, args = self.ctl, 0, None, None
