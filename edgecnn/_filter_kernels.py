@@ -680,6 +680,11 @@ def _k3(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchunks)
                             + w20 * d0[x] + w21 * d1[x] + w22 * d2[x])
 
 
+# Taps of _k3sep's constant variants (bound per variant; SCONST False reads them from w).
+SCONST = False
+S00 = S01 = S02 = S10 = S11 = S12 = 0
+
+
 def _k3sep(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchunks):
     """_k3 for separable kernels, w = (ky, kx) as a (2, 3) array: a column pass over the padded
     width into one NARROW line, then the row pass with the rounding rule: 6 multiplies per value
@@ -687,23 +692,38 @@ def _k3sep(src, W, cn, gray, rowmap, colmap, w, post, p0, p1, out_u8, out, nchun
     H = out.shape[0]
     WC = W * cn
     L = (W + 2) * cn
-    ky0, ky1, ky2 = NARROW(w[0, 0]), NARROW(w[0, 1]), NARROW(w[0, 2])
-    kx0, kx1, kx2 = NARROW(w[1, 0]), NARROW(w[1, 1]), NARROW(w[1, 2])
+    if SCONST:  # taps compiled in (named filters): multiplies by 1 and 2 become adds
+        ky0, ky1, ky2 = NARROW(S00), NARROW(S01), NARROW(S02)
+        kx0, kx1, kx2 = NARROW(S10), NARROW(S11), NARROW(S12)
+    else:
+        ky0, ky1, ky2 = NARROW(w[0, 0]), NARROW(w[0, 1]), NARROW(w[0, 2])
+        kx0, kx1, kx2 = NARROW(w[1, 0]), NARROW(w[1, 1]), NARROW(w[1, 2])
     c2 = 2 * cn
     for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         ring = np.empty((3, L), src.dtype)
         col = np.empty(L, NARROW)
-        for p in range(y0, y0 + 2):
-            load_row(src, rowmap[p], colmap, 1, W, cn, gray, out_u8, ring[p % 3])
+        zero = np.zeros(WC, src.dtype)
+        if gray:
+            for p in range(y0, y0 + 2):
+                load_row(src, rowmap[p], colmap, 1, W, cn, gray, out_u8, ring[p % 3])
         for y in range(y0, y1):
-            p = y + 2
-            load_row(src, rowmap[p], colmap, 1, W, cn, gray, out_u8, ring[p % 3])
-            a = ring[y % 3]
-            b = ring[(y + 1) % 3]
-            d = ring[(y + 2) % 3]
-            for x in range(L):
-                col[x] = NARROW(ky0 * NARROW(a[x]) + ky1 * NARROW(b[x]) + ky2 * NARROW(d[x]))
+            if gray:  # rows converted to gray once each, into a ring
+                p = y + 2
+                load_row(src, rowmap[p], colmap, 1, W, cn, gray, out_u8, ring[p % 3])
+                a = ring[y % 3]
+                b = ring[(y + 1) % 3]
+                d = ring[(y + 2) % 3]
+                for x in range(L):
+                    col[x] = NARROW(ky0 * NARROW(a[x]) + ky1 * NARROW(b[x]) + ky2 * NARROW(d[x]))
+            else:  # the column pass reads the source rows in place; border columns from the map
+                a = src[rowmap[y]] if rowmap[y] >= 0 else zero
+                b = src[rowmap[y + 1]] if rowmap[y + 1] >= 0 else zero
+                d = src[rowmap[y + 2]] if rowmap[y + 2] >= 0 else zero
+                cc = col[cn:cn + WC]
+                for x in range(WC):
+                    cc[x] = NARROW(ky0 * NARROW(a[x]) + ky1 * NARROW(b[x]) + ky2 * NARROW(d[x]))
+                _fill_border_cols(col, colmap, 1, W, cn)
             s0, s1, s2 = col[0:WC], col[cn:cn + WC], col[c2:c2 + WC]
             o = out[y]
             if out_u8 and post == POST_SATURATE:
@@ -1203,22 +1223,27 @@ corr2d16 = {(t.__name__, par): _compile(_corr2d16, par, "_" + t.__name__, NARROW
 _VARIANTS = {}
 
 
-def variant(kind, narrow, parallel, c0, c1, c2):
+def variant(kind, narrow, parallel, c0, c1, c2, taps=None):
     """k3, k3sep, sep5 or box with the rounding constants C0..C2 compiled in (POST_SHIFT,
-    POST_MULHI)."""
-    key = (kind, narrow, parallel, c0, c1, c2)
+    POST_MULHI); k3sep also with its six integer taps (ky, kx) when ``taps`` is given."""
+    taps = None if taps is None else tuple(int(v) for v in np.asarray(taps).ravel())
+    key = (kind, narrow, parallel, c0, c1, c2, taps)
     f = _VARIANTS.get(key)
     if f is None:
         t = getattr(np, narrow)
         bind = dict(NARROW=t, C0=int(c0), C1=int(c1), C2=int(c2),
                     MULHI2=(1 << (16 - int(c2))) + 1 if 1 <= int(c2) <= 4 else 0)
+        suffix = ""
+        if taps is not None:
+            bind.update(SCONST=True, **dict(zip(("S00", "S01", "S02", "S10", "S11", "S12"), taps)))
+            suffix = "_t" + "_".join(str(v).replace("-", "m") for v in taps)
         if kind == "sep5":
             bind["LANE"] = np.int32 if t is np.float32 else t
         if kind.startswith("boxflat"):  # "boxflat33": the window compiled in too
             bind["KH"], bind["KW"] = int(kind[7]), int(kind[8])
         body = {"k3": _k3, "k3sep": _k3sep, "sep5": _sep5, "box": _box16}.get(kind, _boxflat)
         tag = kind[7:] if body is _boxflat else ""
-        f = _compile(body, parallel, f"{tag}_{narrow}_c{c0}_{c1}_{c2}", **bind)
+        f = _compile(body, parallel, f"{tag}_{narrow}_c{c0}_{c1}_{c2}{suffix}", **bind)
         _VARIANTS[key] = f
     return f
 

@@ -529,7 +529,9 @@ class _Plan:
                 ks = (K.k3sep[t, False], K.k3sep[t, True]) if sep else (K.k3[t, False], K.k3[t, True])
                 if u8 and self.post in (POST_SHIFT, POST_MULHI):
                     c = (self.p0, self.p1, getattr(self, "mh", 0))
-                    ks = (K.variant(kind, t, False, *c), K.variant(kind, t, True, *c))
+                    # a named filter's taps compiled in too (Gaussian's 1 2 1: adds, not multiplies)
+                    taps = self.w3s if sep and self.const_taps else None
+                    ks = (K.variant(kind, t, False, *c, taps=taps), K.variant(kind, t, True, *c, taps=taps))
                 args = (W, cn, gray, rowmap, colmap, self.w3s if sep else self.w3, self.post, self.p0,
                         self.p1, u8)
             elif self.kind == "sep5":

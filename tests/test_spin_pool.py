@@ -156,3 +156,26 @@ def test_pool_works_in_a_forked_child():
     p.join(60)
     assert p.exitcode == 0
     assert q.get(timeout=5) is True
+
+
+def test_parallel_filter_calls_run_on_the_spin_pool():
+    """filters.apply's parallel way uses this pool (not silently the OpenMP fallback), and the
+    result equals the serial one."""
+    import numba
+    from edgecnn import filters as F
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread: filters never run parallel")
+    img = np.random.default_rng(2).integers(0, 256, (240, 320), dtype=np.uint8)
+    threads = numba.get_num_threads()
+    F.set_parallel(False)
+    try:
+        want = F.apply(img, "sobel_x")
+        F.set_parallel("always")
+        numba.set_num_threads(2)
+        before = S.POOL._seq
+        got = F.apply(img, "sobel_x")
+    finally:
+        F.set_parallel(True)
+        numba.set_num_threads(threads)
+    assert S.POOL._seq > before
+    np.testing.assert_array_equal(got, want)
