@@ -21,6 +21,7 @@ Kernels must take (src, *args, out, nchunks) and process the chunks
 [first(nchunks), stop(nchunks)) of total(nchunks) (see _filter_kernels.chunk_range).
 """
 import atexit
+import itertools
 import os
 import threading
 import time
@@ -177,6 +178,14 @@ def loops(kernel):
         return pair
 
 
+_CALL_IDS = itertools.count(1)
+
+
+def new_call_id():
+    """A fresh id for a bound call (one kernel, fixed arguments and array shapes)."""
+    return next(_CALL_IDS)
+
+
 class SpinPool:
     """``run`` splits a kernel call into chunks over the calling thread and the workers."""
 
@@ -190,7 +199,7 @@ class SpinPool:
         self._busy = threading.Lock()
         self._workers = []
         self._job = None
-        self._ready = {}  # call -> its run_job (compiled, with its serve loop, for its argument types)
+        self._ready = {}  # call -> (kernel, its run_job), compiled with its serve loop for its arguments
         self._serves = {}
         self._seq = 0
         self._spins = 0
@@ -222,9 +231,10 @@ class SpinPool:
         if not self._busy.acquire(blocking=False):
             return False
         try:
-            run_job = self._ready.get(call)
-            if run_job is None:
-                run_job = self._prepare(call, kernel, src, fixed, out)
+            ready = self._ready.get(call)
+            if ready is None or ready[0] is not kernel:
+                ready = self._prepare(call, kernel, src, fixed, out)
+            run_job = ready[1]
             if len(self._workers) < threads - 1:
                 self._ensure_workers(threads - 1)
             self._seq += 1
@@ -248,8 +258,8 @@ class SpinPool:
         run_job, serve = loops(kernel)
         serve(self.ctl, -5, 0, 0, call, src, fixed, out)
         self._serves[call] = serve
-        self._ready[call] = run_job
-        return run_job
+        self._ready[call] = (kernel, run_job)
+        return self._ready[call]
 
     def _worker_main(self, index):
         ctl, seen, serve, args = self.ctl, 0, None, None

@@ -14,7 +14,6 @@ like cv2.filter2D. Sizes are (height, width), NumPy order (OpenCV's ``ksize`` is
 Exceptions: "gradient_orientation" always returns float32 radians in [0, 2*pi) (like cv2.phase) and
 "gray" returns one channel (like cv2.cvtColor BGR2GRAY).
 """
-import itertools
 import json
 import math
 import numbers
@@ -587,7 +586,7 @@ class _Plan:
         ser, parf = ks
         split = max(1, H // 8)
         pick = _Pick()
-        token = next(_CALL_IDS)
+        token = _spin_pool.new_call_id()
 
         def par(src, dst, threads):
             # The spin pool when the arrays allow it (its workers read them by address); Numba's
@@ -630,7 +629,6 @@ _parallel = [True]
 _spin = [True]  # parallel calls on edgecnn._spin_pool (False: Numba's OpenMP pool)
 _SPIN_CHUNK_ROWS = 16  # rows per chunk at least (each chunk re-reads kh - 1 rows of halo)
 _SPIN_CHUNKS_PER_THREAD = 8  # several per thread: a worker that joins late still gets a share
-_CALL_IDS = itertools.count(1)
 
 
 def set_parallel(enabled):

@@ -141,14 +141,14 @@ def test_one_thread_runs_everything_on_the_caller():
 def _child(q):
     src = np.arange(64, dtype=np.float32).reshape(32, 2)
     out = np.zeros_like(src)
-    ok = S.POOL.run(1, _add_rows, src, (np.float32(2),), out, 8, 2)
+    ok = S.POOL.run(S.new_call_id(), _add_rows, src, (np.float32(2),), out, 8, 2)
     q.put(bool(ok and np.array_equal(out, 2 * src)))
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
 def test_pool_works_in_a_forked_child():
     src = np.ones((16, 2), np.float32)
-    S.POOL.run(1, _add_rows, src, (np.float32(1),), np.zeros_like(src), 4, 2)  # threads started
+    S.POOL.run(S.new_call_id(), _add_rows, src, (np.float32(1),), np.zeros_like(src), 4, 2)  # threads started
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(q,))
