@@ -21,6 +21,7 @@ Kernels must take (src, *args, out, nchunks) and process the chunks
 [first(nchunks), stop(nchunks)) of total(nchunks) (see _filter_kernels.chunk_range).
 """
 import atexit
+import hashlib
 import itertools
 import os
 import threading
@@ -30,6 +31,7 @@ import types as pytypes
 import numba
 import numpy as np
 
+from . import _atomics
 from ._atomics import (address_as_pointer, atomic_add, atomic_cas, atomic_load, atomic_store, os_yield,
                        spin_pause)
 from ._jit import njit
@@ -158,8 +160,27 @@ _LOOPS = {}
 _LOOPS_LOCK = threading.Lock()
 
 
-def _rebind(f, name, env):
-    g = pytypes.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), env, name)
+def _source_tag():
+    """A digest of this module and _atomics: part of the loops' names, so their disk cache is
+    never reused across changes to this code."""
+    h = hashlib.sha1()
+    for mod in (__file__, _atomics.__file__):
+        with open(mod, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:10]
+
+
+_TAG = _source_tag()
+
+
+def _rebind(f, name, env, kernel):
+    """f compiled with the globals ``env`` under ``name``, filed (for Numba's disk cache) as if it
+    were defined in the kernel's module. Numba invalidates a cache entry only when the source
+    file of the cached function itself changes, not the files of what it calls: filed under this
+    module, a loop would keep running a kernel compiled before the kernel's file was edited."""
+    code = f.__code__.replace(co_name=name, co_qualname=name,
+                              co_filename=kernel.py_func.__code__.co_filename)
+    g = pytypes.FunctionType(code, env, name)
     g.__qualname__ = name
     return njit(g)
 
@@ -172,8 +193,10 @@ def loops(kernel):
         pair = _LOOPS.get(name)
         if pair is None:
             env = dict(globals(), KERNEL=kernel)
-            env["WORK"] = _rebind(_work, "spin_work_" + name, env)
-            pair = (_rebind(_run_job, "spin_run_" + name, env), _rebind(_serve, "spin_serve_" + name, env))
+            tag = f"{name}_{_TAG}"
+            env["WORK"] = _rebind(_work, "spin_work_" + tag, env, kernel)
+            pair = (_rebind(_run_job, "spin_run_" + tag, env, kernel),
+                    _rebind(_serve, "spin_serve_" + tag, env, kernel))
             _LOOPS[name] = pair
         return pair
 

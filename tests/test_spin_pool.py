@@ -179,3 +179,51 @@ def test_parallel_filter_calls_run_on_the_spin_pool():
         numba.set_num_threads(threads)
     assert S.POOL._seq > before
     np.testing.assert_array_equal(got, want)
+
+
+_KERNEL_SRC = '''
+from edgecnn._jit import njit
+from edgecnn._filter_kernels import _chunk, chunk_first, chunk_stop
+
+
+@njit
+def scale_rows(src, out, nchunks):
+    for c in range(chunk_first(nchunks), chunk_stop(nchunks)):
+        y0, y1 = _chunk(c, nchunks, out.shape[0])
+        for y in range(y0, y1):
+            for x in range(out.shape[1]):
+                out[y, x] = src[y, x] * FACTOR
+'''
+
+_RUN_SRC = '''
+import numpy as np
+from edgecnn import _spin_pool as S
+import kmod
+src = np.ones((64, 8), np.float32)
+out = np.zeros_like(src)
+assert S.POOL.run(S.new_call_id(), kmod.scale_rows, src, (), out, 8, 2)
+print(float(out.min()), float(out.max()))
+'''
+
+
+def test_pool_loops_recompile_when_the_kernels_file_changes(tmp_path):
+    """The pool's loops are cached on disk with the kernel compiled in; Numba checks only the
+    cached function's own file, so the loops are filed under the kernel's module: editing the
+    kernel must not leave the pool running the old one."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMBA_NUM_THREADS="2",
+               PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    (tmp_path / "run.py").write_text(_RUN_SRC)
+    results = []
+    for factor, stamp in ((2, 1_000_000_000), (3, 1_000_000_100), (3, 1_000_000_100)):
+        kfile = tmp_path / "kmod.py"
+        kfile.write_text(f"FACTOR = {factor}\n" + _KERNEL_SRC)
+        os.utime(kfile, (stamp, stamp))
+        r = subprocess.run([sys.executable, str(tmp_path / "run.py")], env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        results.append(r.stdout.split())
+    assert results == [["2.0", "2.0"], ["3.0", "3.0"], ["3.0", "3.0"]]
+    assert any(p.name.startswith("kmod.spin_run_") for p in (tmp_path / "cache").rglob("*.nbi"))
