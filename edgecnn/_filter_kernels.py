@@ -488,30 +488,6 @@ def _sep5(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
     v0, v1, v2, v3, v4 = NARROW(kyw[0]), NARROW(kyw[1]), NARROW(kyw[2]), NARROW(kyw[3]), NARROW(kyw[4])
     for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
-        if not gray and not is_u8:
-            # float32: the column pass first, reading the source rows in place (no row copies),
-            # into one padded line whose border columns come from the column map; then the row
-            # pass. (The integer variants keep OpenCV's row-first order and ring.)
-            zero = np.zeros(WC, src.dtype)
-            col = np.empty(L, NARROW)
-            cc = col[left * cn:left * cn + WC]
-            b0, b1, b2 = col[o0:o0 + WC], col[o1:o1 + WC], col[o2:o2 + WC]
-            b3, b4 = col[o3:o3 + WC], col[o4:o4 + WC]
-            for y in range(y0, y1):
-                i0, i1, i2 = rowmap[y + kyi[0]], rowmap[y + kyi[1]], rowmap[y + kyi[2]]
-                i3, i4 = rowmap[y + kyi[3]], rowmap[y + kyi[4]]
-                a0 = src[i0] if i0 >= 0 else zero
-                a1 = src[i1] if i1 >= 0 else zero
-                a2 = src[i2] if i2 >= 0 else zero
-                a3 = src[i3] if i3 >= 0 else zero
-                a4 = src[i4] if i4 >= 0 else zero
-                for x in range(WC):
-                    cc[x] = v0 * a0[x] + v1 * a1[x] + v2 * a2[x] + v3 * a3[x] + v4 * a4[x]
-                _fill_border_cols(col, colmap, left, W, cn)
-                o = out[y]
-                for x in range(WC):
-                    o[x] = (x0 * b0[x] + x1 * b1[x] + x2 * b2[x] + x3 * b3[x] + x4 * b4[x]) * scale
-            continue
         buf = np.empty(L, src.dtype)
         ring = np.empty((kh, WC), NARROW)
         for p in range(y0, y1 + kh - 1):
@@ -576,31 +552,6 @@ def _sep7(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
     v4, v5, v6 = LANE(kyw[4]), LANE(kyw[5]), LANE(kyw[6])
     for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
-        if not gray and not is_u8:  # float32: column pass first, in place, as in _sep5
-            zero = np.zeros(WC, src.dtype)
-            col = np.empty(L, NARROW)
-            cc = col[left * cn:left * cn + WC]
-            b0, b1, b2 = col[o0:o0 + WC], col[o1:o1 + WC], col[o2:o2 + WC]
-            b3, b4, b5, b6 = col[o3:o3 + WC], col[o4:o4 + WC], col[o5:o5 + WC], col[o6:o6 + WC]
-            for y in range(y0, y1):
-                i0, i1, i2 = rowmap[y + kyi[0]], rowmap[y + kyi[1]], rowmap[y + kyi[2]]
-                i3, i4, i5, i6 = rowmap[y + kyi[3]], rowmap[y + kyi[4]], rowmap[y + kyi[5]], rowmap[y + kyi[6]]
-                a0 = src[i0] if i0 >= 0 else zero
-                a1 = src[i1] if i1 >= 0 else zero
-                a2 = src[i2] if i2 >= 0 else zero
-                a3 = src[i3] if i3 >= 0 else zero
-                a4 = src[i4] if i4 >= 0 else zero
-                a5 = src[i5] if i5 >= 0 else zero
-                a6 = src[i6] if i6 >= 0 else zero
-                for x in range(WC):
-                    cc[x] = (v0 * a0[x] + v1 * a1[x] + v2 * a2[x] + v3 * a3[x] + v4 * a4[x]
-                             + v5 * a5[x] + v6 * a6[x])
-                _fill_border_cols(col, colmap, left, W, cn)
-                o = out[y]
-                for x in range(WC):
-                    o[x] = (x0 * b0[x] + x1 * b1[x] + x2 * b2[x] + x3 * b3[x] + x4 * b4[x]
-                            + x5 * b5[x] + x6 * b6[x]) * scale
-            continue
         buf = np.empty(L, src.dtype)
         ring = np.empty((kh, WC), NARROW)
         for p in range(y0, y1 + kh - 1):
