@@ -8,17 +8,17 @@ else (training's conv threads, other processes), because the setting is process-
 Here a call is split into row chunks that the caller and the workers claim one at a time from
 a shared counter (compare-and-swap), so:
 * a worker that is still spinning from the last call joins within ~2 us;
-* a worker that is asleep is woken and joins if chunks are left when it arrives; the caller
-  never waits for a wake-up or for a descheduled worker, it runs the unclaimed chunks itself
-  and only waits for chunks a worker has already started;
-* a worker spins for SPIN_US after its last chunk, then sleeps on a condition variable.
+* the caller never waits for a wake-up or for a descheduled worker: it runs the unclaimed
+  chunks itself and only waits for chunks a worker has already started;
+* a worker spins for SPIN_US after its last chunk, then sleeps on a condition variable; a call
+  that finds it asleep wakes it afterwards, ready for the next call.
 
 Workers never touch the GIL while serving: each kernel gets a compiled serve loop that reads the
 job's array addresses from the control array and runs the kernel's serial variant on the chunks
 it claims. A job for another kernel makes the loop return to Python once, to switch loops.
 
-Kernels must take (src, *args, out, nchunks) and process the chunks
-[first(nchunks), stop(nchunks)) of total(nchunks) (see _filter_kernels.chunk_range).
+Kernels must take (src, *args, out, nchunks) and process the chunks [first, stop) of total,
+packed as nchunks = total | first << 16 | stop << 32 (see _filter_kernels.chunk_first/_stop).
 """
 import atexit
 import hashlib
@@ -249,6 +249,8 @@ class SpinPool:
         threads (this one included). ``call`` identifies the bound call (same kernel, fixed
         arguments and array shapes each time). src and out must be C-contiguous. Returns False,
         having done nothing, when the pool is busy with another thread's call."""
+        if not 1 <= total <= 0xFFFF:
+            raise ValueError(f"SpinPool.run: total must be between 1 and 65535 chunks, got {total}")
         if self._pid != os.getpid():  # a forked child has the pool's state but not its threads
             self._init()
         if not self._busy.acquire(blocking=False):

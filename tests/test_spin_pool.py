@@ -129,6 +129,14 @@ def test_busy_pool_returns_false_and_does_nothing():
     assert not out.any()
 
 
+def test_chunk_counts_outside_the_packed_range_are_refused():
+    pool = S.SpinPool()
+    src = np.ones((8, 2), np.float32)
+    for total in (0, 1 << 16):
+        with pytest.raises(ValueError, match="total must be between 1 and 65535"):
+            pool.run(1, _add_rows, src, (np.float32(1),), np.zeros_like(src), total, 2)
+
+
 def test_one_thread_runs_everything_on_the_caller():
     pool = S.SpinPool()
     src = np.ones((40, 2), np.float32)
