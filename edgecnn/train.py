@@ -14,8 +14,9 @@
   checkpoint there and raises ``Interrupted``. A NaN or infinite loss raises ``Diverged`` and leaves the
   last good checkpoint untouched. ``patience`` stops early when validation loss stops improving and
   restores the best weights.
-* JIT warm-up (compiling or loading cached kernels on a throwaway copy of the model) is timed apart
-  from training.
+* JIT warm-up (loading cached kernels on a throwaway copy of the model, compiled first in a child
+  process when missing: see edgecnn._warm) is timed apart from training. Every run thus trains on the
+  machine code in Numba's cache, so a run that compiled gives the same weights as one that did not.
 * ``device="cuda"`` keeps parameters, activations, gradients and optimizer state on the GPU for the
   whole run: batches (augmented on the CPU) go in, the loss and the batch's logits (for the accuracy)
   come out. Checkpoints hold host copies, so a run can be resumed on either device. ``"auto"`` is
@@ -343,22 +344,27 @@ class Trainer:
                           best_val_loss=None, best_epoch=None, bad_epochs=0, best_model=None, train_seconds=0.0)
 
     def _warm_up(self):
-        """Compile (or load from the cache) every kernel the run needs on a throwaway model copy."""
-        from .graph import Model
+        """Load every kernel the run needs from Numba's cache by running them once on a throwaway model;
+        what is not cached is compiled in a child process first (see edgecnn._warm: a process that
+        compiles may run other machine code than the cache holds). Returns (seconds, how)."""
+        from . import _warm
 
         t0 = time.perf_counter()
-        twin = Model.from_config(self.model.get_config()).to(self.device)
-        opt = make_optimizer(twin, self.config)
-        b = self.config.batch_size
-        x = np.zeros((b,) + tuple(twin.input_shape), np.float32)
-        if self.augment is not None:
-            u8 = np.zeros((b,) + tuple(twin.input_shape[-2:]), np.uint8)
-            self.augment.apply(u8, out=x, rng=np.random.default_rng(0))
-            x[:] = 0
-        twin.train_step(x, np.zeros(b, np.int32))
-        opt.step()
-        twin.predict(x[:min(b, self.config.eval_batch_size)], batch_size=self.config.eval_batch_size)
-        return time.perf_counter() - t0
+        model_config = self.model.get_config()
+        try:
+            with _warm.cache_only():
+                _warm.warm_job(model_config, self.config, self.device)
+            return time.perf_counter() - t0, "no kernel needed compiling"
+        except _warm.NeedsCompile:
+            pass
+        failed = _warm.compile_in_child(model_config, self.config, self.device, self.threads)
+        with _warm.counting_compiles() as compiled:
+            _warm.warm_job(model_config, self.config, self.device)
+        if failed is None and not compiled.names:
+            return time.perf_counter() - t0, "kernels compiled in a child process, then loaded from the cache"
+        why = failed or "the cache could not be written"
+        return time.perf_counter() - t0, (f"kernels compiled in this process ({why}); results may differ in "
+                                          f"the last bits from runs that load cached kernels")
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def _checkpoint_tree(self):
@@ -415,8 +421,8 @@ class Trainer:
             self._say(f"resuming from {self.checkpoint_path}: epoch {s['epoch'] + 1}, batch "
                       f"{self.batches.position}/{len(self.batches)}, step {s['step']}")
         os.makedirs(self.run_dir, exist_ok=True)
-        warm = self._warm_up()
-        self._say(f"JIT warm-up {warm:.2f}s (compile or load cached kernels; not counted as training)")
+        warm, how = self._warm_up()
+        self._say(f"JIT warm-up {warm:.2f}s: {how} (not counted as training)")
         old_handler = self._install_sigint()
         blas = _blas_one_thread()
         try:

@@ -1,0 +1,139 @@
+"""JIT warm-up for a training run: every run trains on kernels loaded from Numba's disk cache.
+
+Why not compile in the training process itself: a process that compiles a kernel does not always run
+the machine code it writes to the cache. Numba compiles a parallel kernel's worker function on its own
+and again inside the kernel; the compiling process keeps calling the first copy (already loaded when
+the second is linked), a later process loading the cache runs the second. With fastmath reductions the
+copies may sum in a different order: BatchNorm's backward gave beta gradients differing in the last
+bits, so a run that compiled ended with other weights than the same run with a warm cache, and a run
+resumed after a cold start did not match an uninterrupted one. Reloading from the cache in the same
+process does not help (the first copy stays loaded), so:
+
+1. the warm-up first runs with compiling forbidden (``cache_only``): everything loads from the cache;
+2. when something is missing, a child process (``python -m edgecnn._warm``) runs the same warm-up,
+   compiling and writing the cache, and the run then loads what it wrote.
+
+Where the cache cannot be written, the run compiles for itself and says so: such runs still agree with
+each other (each runs freshly compiled code), not with runs that load a cache.
+"""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+
+class NeedsCompile(RuntimeError):
+    """Raised (from Numba's compile event) when cache_only() is active and a kernel is not cached."""
+
+
+class _Forbid:
+    def on_start(self, event):
+        raise NeedsCompile(f"{event.data['dispatcher'].py_func.__qualname__} is not in Numba's cache")
+
+    def on_end(self, event):
+        pass
+
+
+class _Count:
+    def __init__(self):
+        self.names = []
+
+    def on_start(self, event):
+        self.names.append(event.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, event):
+        pass
+
+
+def _listening(listener):
+    from numba.core import event as ev
+
+    class Listener(ev.Listener):
+        def on_start(self, event):
+            listener.on_start(event)
+
+        def on_end(self, event):
+            listener.on_end(event)
+
+    return ev.install_listener("numba:compile", Listener())
+
+
+def cache_only():
+    """Context manager: any Numba compile inside raises NeedsCompile before compiling anything."""
+    return _listening(_Forbid())
+
+
+class counting_compiles:
+    """Context manager recording the names of the functions Numba compiles inside (``.names``)."""
+
+    def __enter__(self):
+        self._count = _Count()
+        self._cm = _listening(self._count)
+        self._cm.__enter__()
+        return self._count
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+def warm_job(model_config, config, device):
+    """Run every kernel a training run with ``config`` (a resolved TrainConfig) needs once, on a
+    throwaway model built from ``model_config``: augmentation, a train step, the optimizer, predict."""
+    from . import data as D
+    from .graph import Model
+    from .train import make_optimizer
+
+    twin = Model.from_config(model_config).to(device)
+    opt = make_optimizer(twin, config)
+    b = config.batch_size
+    x = np.zeros((b,) + tuple(twin.input_shape), np.float32)
+    if config.augment:
+        u8 = np.zeros((b,) + tuple(twin.input_shape[-2:]), np.uint8)
+        D.Augment().apply(u8, out=x, rng=np.random.default_rng(0))
+        x[:] = 0
+    twin.train_step(x, np.zeros(b, np.int32))
+    opt.step()
+    twin.predict(x[:min(b, config.eval_batch_size)], batch_size=config.eval_batch_size)
+
+
+def compile_in_child(model_config, config, device, threads, timeout=1800):
+    """Run warm_job in a fresh interpreter (same edgecnn, same thread count) so that it compiles and
+    writes Numba's cache. Returns None on success, else a short reason."""
+    import edgecnn
+
+    spec = json.dumps({"model": model_config, "config": _jsonable(dataclasses.asdict(config)),
+                       "device": device, "threads": threads})
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(edgecnn.__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        r = subprocess.run([sys.executable, "-m", "edgecnn._warm"], input=spec, text=True, env=env,
+                           capture_output=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"the compile process failed to run: {e}"
+    if r.returncode != 0:
+        tail = (r.stderr or "").strip().splitlines()[-1:] or [f"exit status {r.returncode}"]
+        return f"the compile process failed: {tail[0]}"
+    return None
+
+
+def _jsonable(d):
+    return json.loads(json.dumps(d, default=str))
+
+
+def _main():
+    spec = json.loads(sys.stdin.read())
+    from ._jit import set_num_threads
+    from .train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in spec["config"].items() if k in fields}).resolved()
+    set_num_threads(spec["threads"])
+    warm_job(spec["model"], config, spec["device"])
+
+
+if __name__ == "__main__":
+    _main()
