@@ -5,7 +5,8 @@ Layout: the source is viewed as 2-D (H, W*C_in) rows; a row is widened into a pa
 each thread walks a contiguous block of output rows keeping a ring of the last kh padded (or
 row-filtered) rows, so every source row is converted once per block. float32 3x3 kernels skip the
 ring and read the source in place (_k3flat, _k3sepflat): at these sizes the row copies cost more
-than the border handling they save.
+than the border handling they save. float32 5x5/7x7 separable rows are read in place too (INPLACE):
+the row pass reads the source for interior outputs and the column map only for the few border ones.
 
 Arithmetic is chosen to reproduce OpenCV bit for bit on uint8:
 * integer kernels whose partial sums stay below 2**24 accumulate exactly in int32 (OpenCV's float
@@ -304,6 +305,52 @@ def _col_post(orow, acc, ring, slots, w, n, post, p0, p1, out_u8, scale):
             orow[x] = acc[x] * scale
 
 
+# float32 separable rows read in place: interior outputs straight from the source row, the few
+# border outputs through the column map (no padded copy of the row; the row pass stays first, so
+# results keep OpenCV's and the CUDA twin's order: row sums, then the column sum).
+INPLACE = False
+
+
+@njit
+def _edges(row, rr, lo, hi, WC, kxo, kxw, lc, colmap, cn):
+    """The row pass for outputs [0, lo) and [hi, WC), taps in order; element j of the padded row
+    (lc = left * cn padding elements before the source row) through the column map."""
+    for x in range(WC):
+        if x == lo:  # skip the interior (a jump, not a scan)
+            break
+        rr[x] = _edge_value(row, x, WC, kxo, kxw, lc, colmap, cn)
+    for x in range(hi, WC):
+        rr[x] = _edge_value(row, x, WC, kxo, kxw, lc, colmap, cn)
+
+
+@njit(inline="always")
+def _edge_value(row, x, WC, kxo, kxw, lc, colmap, cn):
+    v = np.float32(0)
+    for t in range(kxo.shape[0]):
+        j = x + kxo[t]
+        i = j - lc
+        if i < 0 or i >= WC:
+            p = j // cn
+            c = colmap[p]
+            i = -1 if c < 0 else c * cn + j - p * cn
+        v += kxw[t] * (np.float32(0) if i < 0 else row[i])
+    return v
+
+
+@njit
+def _interior(kxo, lc, WC):
+    """[lo, hi): the outputs whose taps all fall inside the source row."""
+    omin = kxo[0]
+    omax = kxo[0]
+    for t in range(1, kxo.shape[0]):
+        omin = min(omin, kxo[t])
+        omax = max(omax, kxo[t])
+    lo = min(lc - omin, WC)
+    hi = max(lo, WC + lc - omax)
+    return lo, hi
+
+
+
 # ----------------------------------------------------------------------------------- 2-D kernels
 def _corr2d(src, W, cn, gray, is_u8, rowmap, colmap, left, rstart, offs, w, kh, kw, out, nchunks):
     """Correlation with a 2-D kernel given as taps grouped by kernel row: taps rstart[i] ..
@@ -486,6 +533,8 @@ def _sep5(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
     x0, x1, x2, x3, x4 = NARROW(kxw[0]), NARROW(kxw[1]), NARROW(kxw[2]), NARROW(kxw[3]), NARROW(kxw[4])
     o0, o1, o2, o3, o4 = kxo[0], kxo[1], kxo[2], kxo[3], kxo[4]
     v0, v1, v2, v3, v4 = NARROW(kyw[0]), NARROW(kyw[1]), NARROW(kyw[2]), NARROW(kyw[3]), NARROW(kyw[4])
+    lc = left * cn
+    lo, hi = _interior(kxo, lc, WC)
     for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         buf = np.empty(L, src.dtype)
@@ -495,6 +544,16 @@ def _sep5(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
             rr = ring[p % kh]
             if r < 0:
                 rr[:] = 0
+            elif INPLACE and not gray:
+                row = src[r]
+                n = hi - lo
+                s0 = lo - lc
+                b0, b1, b2 = row[s0 + o0:s0 + o0 + n], row[s0 + o1:s0 + o1 + n], row[s0 + o2:s0 + o2 + n]
+                b3, b4 = row[s0 + o3:s0 + o3 + n], row[s0 + o4:s0 + o4 + n]
+                d = rr[lo:hi]
+                for x in range(n):
+                    d[x] = x0 * b0[x] + x1 * b1[x] + x2 * b2[x] + x3 * b3[x] + x4 * b4[x]
+                _edges(row, rr, lo, hi, WC, kxo, kxw, lc, colmap, cn)
             else:
                 load_row(src, r, colmap, left, W, cn, gray, is_u8, buf)
                 b0, b1, b2 = buf[o0:o0 + WC], buf[o1:o1 + WC], buf[o2:o2 + WC]
@@ -550,6 +609,8 @@ def _sep7(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
     o0, o1, o2, o3, o4, o5, o6 = kxo[0], kxo[1], kxo[2], kxo[3], kxo[4], kxo[5], kxo[6]
     v0, v1, v2, v3 = LANE(kyw[0]), LANE(kyw[1]), LANE(kyw[2]), LANE(kyw[3])
     v4, v5, v6 = LANE(kyw[4]), LANE(kyw[5]), LANE(kyw[6])
+    lc = left * cn
+    lo, hi = _interior(kxo, lc, WC)
     for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         buf = np.empty(L, src.dtype)
@@ -559,6 +620,18 @@ def _sep7(src, W, cn, gray, is_u8, rowmap, colmap, left, kxo, kxw, kyi, kyw, kh,
             rr = ring[p % kh]
             if r < 0:
                 rr[:] = 0
+            elif INPLACE and not gray:
+                row = src[r]
+                n = hi - lo
+                s0 = lo - lc
+                b0, b1, b2 = row[s0 + o0:s0 + o0 + n], row[s0 + o1:s0 + o1 + n], row[s0 + o2:s0 + o2 + n]
+                b3, b4 = row[s0 + o3:s0 + o3 + n], row[s0 + o4:s0 + o4 + n]
+                b5, b6 = row[s0 + o5:s0 + o5 + n], row[s0 + o6:s0 + o6 + n]
+                d = rr[lo:hi]
+                for x in range(n):
+                    d[x] = (x0 * b0[x] + x1 * b1[x] + x2 * b2[x] + x3 * b3[x] + x4 * b4[x] + x5 * b5[x]
+                            + x6 * b6[x])
+                _edges(row, rr, lo, hi, WC, kxo, kxw, lc, colmap, cn)
             else:
                 load_row(src, r, colmap, left, W, cn, gray, is_u8, buf)
                 b0, b1, b2 = buf[o0:o0 + WC], buf[o1:o1 + WC], buf[o2:o2 + WC]
@@ -1239,6 +1312,7 @@ def variant(kind, narrow, parallel, c0, c1, c2, taps=None):
             suffix = "_t" + "_".join(str(v).replace("-", "m") for v in taps)
         if kind == "sep5":
             bind["LANE"] = np.int32 if t is np.float32 else t
+            bind["INPLACE"] = t is np.float32
         if kind.startswith("boxflat"):  # "boxflat33": the window compiled in too
             bind["KH"], bind["KW"] = int(kind[7]), int(kind[8])
         body = {"k3": _k3, "k3sep": _k3sep, "sep5": _sep5, "box": _box16}.get(kind, _boxflat)
@@ -1248,7 +1322,7 @@ def variant(kind, narrow, parallel, c0, c1, c2, taps=None):
     return f
 
 
-sep5 = {(t.__name__, par): _compile(_sep5, par, "_" + t.__name__, NARROW=t,
+sep5 = {(t.__name__, par): _compile(_sep5, par, "_" + t.__name__, NARROW=t, INPLACE=t is np.float32,
                                     LANE=np.int32 if t is np.float32 else t)
         for t in (np.int16, np.uint16, np.float32) for par in (True, False)}
 k3 = {(t.__name__, par): _compile(_k3, par, "_" + t.__name__, NARROW=t)
@@ -1256,7 +1330,7 @@ k3 = {(t.__name__, par): _compile(_k3, par, "_" + t.__name__, NARROW=t)
 k3sep = {(t.__name__, par): _compile(_k3sep, par, "_" + t.__name__, NARROW=t)
          for t in (np.int16, np.float32) for par in (True, False)}
 box16 = {par: _compile(_box16, par) for par in (True, False)}  # runtime division (POST_BOX_DIV)
-sep7 = {(n, par): _compile(_sep7, par, "_" + n, NARROW=getattr(np, n),
+sep7 = {(n, par): _compile(_sep7, par, "_" + n, NARROW=getattr(np, n), INPLACE=n == "float32",
                            LANE=np.int32 if n == "uint16" else np.float32)
         for n in ("uint16", "float32") for par in (True, False)}
 k3flat = {par: _compile(_k3flat, par) for par in (True, False)}  # taps at run time
