@@ -180,6 +180,17 @@ def test_gray_fused_equals_cvtcolor_then_filter(name, dtype):
             _check(got, want.astype(np.float32), f"fused gray + {name}")
 
 
+def test_gray_float32_rows_at_every_alignment():
+    # the float32 kernel peels pixels by the row's address (aligned vector loads): rows starting at
+    # each of the 16 float offsets in a 64-byte line, widths below and above one vector
+    rng = np.random.default_rng(12)
+    for w in (1, 2, 5, 17, 33, 640):
+        for off in range(16):
+            flat = (rng.random(off + 7 * w * 3) * 255).astype(np.float32)
+            img = flat[off:].reshape(7, w, 3)
+            _check(F.apply(img, "gray"), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), f"gray w={w} offset={off}")
+
+
 def test_uint8_float_kernel_out_of_int_range_matches_opencv():
     # saturate_cast<uchar> of a float beyond int32 goes through cvRound's INT_MIN: OpenCV gives 0
     img = np.full((5, 6), 255, np.uint8)
