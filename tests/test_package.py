@@ -1,7 +1,10 @@
 """The package contract: cheap import, console script, python -m, version."""
+import os
 import subprocess
 import sys
 import time
+
+import pytest
 
 import edgecnn
 
@@ -41,3 +44,18 @@ def test_unknown_attribute_is_an_attribute_error():
     import pytest
     with pytest.raises(AttributeError, match="no_such_thing"):
         edgecnn.no_such_thing
+
+
+@pytest.mark.parametrize("given, want", [
+    ({}, ("PASSIVE", "3000")),                                  # edgecnn's choice: passive after a short spin
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", None)),          # a user's policy is left alone, no spin count added
+    ({"GOMP_SPINCOUNT": "10"}, ("PASSIVE", "10")),              # a user's spin count wins
+])
+def test_openmp_wait_settings(given, want):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(given)
+    code = ("import os, edgecnn._jit; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(w) for w in want]
