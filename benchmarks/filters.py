@@ -22,7 +22,7 @@ import time
 
 # GNU OpenMP workers spin after each parallel region by default; on a shared 2-core machine the
 # spinning worker steals the core the next call (or OpenCV) needs and medians jump to ~20 ms.
-# Passive waiting must be chosen before numba starts its pool (see the notes in readme_filters.md).
+# Passive waiting must be chosen before numba starts its pool (see edgecnn/_jit.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np

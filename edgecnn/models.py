@@ -1,4 +1,4 @@
-"""The model zoo: the course model, LeNet-5, and the fast default (see /work/notes/readme_graph.md).
+"""The model zoo: the course model, LeNet-5, and the fast default (how the default was chosen: README, "Model zoo").
 
 ``build(name, seed=0) -> Model``; ``names()`` lists them. All take (1, 28, 28) inputs and output 10
 logits (no softmax: the loss is softmax cross-entropy on logits).
@@ -45,7 +45,7 @@ def _conv_bn(x, filters):
 def default(seed=0):
     """The fast default (61,378 parameters, 4.2 M multiply-adds per image forward): three 3x3
     conv-BN-ReLU blocks of 24, 48, 96 channels, each followed by 2x2 max pooling, then one dense layer
-    on the flattened 96x3x3 features. Chosen by measurement: see /work/notes/readme_graph.md."""
+    on the flattened 96x3x3 features. Chosen by measurement: README, "Model zoo"."""
     x = inp = Input(INPUT_SHAPE)
     x = MaxPool2D(2)(_conv_bn(x, 24))   # 24x14x14
     x = MaxPool2D(2)(_conv_bn(x, 48))   # 48x7x7
