@@ -4,8 +4,8 @@
                                         [--alternations 3] [--rounds 3] [--steps 5]
 
 Why: in one process the two libraries' OpenMP runtimes share the environment. Importing edgecnn sets
-OMP_WAIT_POLICY=PASSIVE with GOMP_SPINCOUNT=3000 (its choice for shared hosts), which torch's libgomp then also reads and which
-slows torch's small ops on a VM; importing torch first makes both runtimes spin and fight over the
+OMP_WAIT_POLICY=PASSIVE with GOMP_SPINCOUNT=3000 (its choice for shared hosts), which torch's libgomp
+then also reads and which slows torch's small ops on a VM; importing torch first makes both runtimes spin and fight over the
 two cores. Here each side runs with its own library's defaults, one process at a time, alternating
 edgecnn, torch, edgecnn, ... (the host's load drifts), and the medians of all rounds are compared.
 """

@@ -1,4 +1,5 @@
-"""The model zoo: the course model, LeNet-5, and the fast default (how the default was chosen: README, "Model zoo").
+"""The model zoo: the course model, LeNet-5, and the fast default (how the default was chosen: README,
+"Model zoo").
 
 ``build(name, seed=0) -> Model``; ``names()`` lists them. All take (1, 28, 28) inputs and output 10
 logits (no softmax: the loss is softmax cross-entropy on logits).

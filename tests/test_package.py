@@ -48,7 +48,7 @@ def test_unknown_attribute_is_an_attribute_error():
 
 @pytest.mark.parametrize("given, want", [
     ({}, ("PASSIVE", "3000")),                                  # edgecnn's choice: passive after a short spin
-    ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", None)),          # a user's policy is left alone, no spin count added
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", None)),          # a user's policy: no spin count added
     ({"GOMP_SPINCOUNT": "10"}, ("PASSIVE", "10")),              # a user's spin count wins
 ])
 def test_openmp_wait_settings(given, want):
