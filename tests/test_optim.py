@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 
 from edgecnn.layers import Parameter
-from edgecnn.optim import SGD, Adam, AdamW, make_optimizer, make_schedule
+from edgecnn.optim import _BLOCK, _PARALLEL_MIN, SGD, Adam, AdamW, make_optimizer, make_schedule
+
+# serial: below one block, several blocks with a partial last one; and one parameter on the parallel path
+_SIZES = ((3, 4), (5,), (40 * _BLOCK + 7,), (_PARALLEL_MIN + 1001,))
 
 
-def _params(seed=0, sizes=((3, 4), (5,), (40000,))):
-    # the 40000-element parameter takes the parallel kernel path, the others the serial one
+def _params(seed=0, sizes=_SIZES):
     rng = np.random.default_rng(seed)
     ps = []
     for i, s in enumerate(sizes):
@@ -246,7 +248,7 @@ def test_schedule_config_round_trip_and_validation():
 def test_decaying_state_flushes_to_zero_instead_of_going_subnormal(cls, kw, names):
     # weights whose gradient becomes 0 (dead units): their state decays geometrically; float32
     # subnormals (< 1.18e-38) make every later update 10-100x slower on x86, so they are flushed
-    params = _params(5, sizes=((64,), (40000,)))
+    params = _params(5, sizes=((64,), (_PARALLEL_MIN + 1001,)))  # serial and parallel paths
     opt = cls(params, lr=1e-3, **kw)
     for p in params:
         p.grad[...] = 1e-3
