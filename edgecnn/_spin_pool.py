@@ -64,14 +64,15 @@ def _idle_round():
 
 
 @njit
-def _wait_seq(ctl, seen, spins):
-    """Spin until SEQ != seen (returns it) or ``spins`` rounds pass (returns seen)."""
+def _wait_change(ctl, i, seen, spins):
+    """Spin until ctl[i] != seen (returns it) or ``spins`` rounds pass (returns ctl[i]). Also used by
+    the conv workers (edgecnn.kernels._conv_threads)."""
     for _ in range(spins):
-        v = atomic_load(ctl, SEQ)
+        v = atomic_load(ctl, i)
         if v != seen:
             return v
         _idle_round()
-    return atomic_load(ctl, SEQ)
+    return atomic_load(ctl, i)
 
 
 @njit
@@ -231,9 +232,9 @@ class SpinPool:
     def _calibrate(self):
         """Idle rounds in SPIN_US (a PAUSE takes from ~10 to ~150 cycles depending on the CPU)."""
         n = 2000
-        _wait_seq(self.ctl, -2, 10)
+        _wait_change(self.ctl, SEQ, -2, 10)
         t = time.perf_counter()
-        _wait_seq(self.ctl, _load(self.ctl, SEQ), n)
+        _wait_change(self.ctl, SEQ, _load(self.ctl, SEQ), n)
         per = (time.perf_counter() - t) / n
         self._spins = max(1000, int(SPIN_US * 1e-6 / max(per, 1e-10)))
 
@@ -290,7 +291,7 @@ class SpinPool:
         ctl, seen, serve, args = self.ctl, 0, None, None
         while True:
             if serve is None:
-                v = _wait_seq(ctl, seen, self._spins)
+                v = _wait_change(ctl, SEQ, seen, self._spins)
                 how = IDLE if v == seen else (STOP if v < 0 else OTHER)
             else:
                 how, v = serve(ctl, seen, self._spins, index, *args)

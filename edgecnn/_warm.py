@@ -16,6 +16,7 @@ process does not help (the first copy stays loaded), so:
 Where the cache cannot be written, the run compiles for itself and says so: such runs still agree with
 each other (each runs freshly compiled code), not with runs that load a cache.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,54 +30,39 @@ class NeedsCompile(RuntimeError):
     """Raised (from Numba's compile event) when cache_only() is active and a kernel is not cached."""
 
 
-class _Forbid:
-    def on_start(self, event):
-        raise NeedsCompile(f"{event.data['dispatcher'].py_func.__qualname__} is not in Numba's cache")
-
-    def on_end(self, event):
-        pass
+def _name(event):
+    return event.data["dispatcher"].py_func.__qualname__
 
 
-class _Count:
-    def __init__(self):
-        self.names = []
-
-    def on_start(self, event):
-        self.names.append(event.data["dispatcher"].py_func.__qualname__)
-
-    def on_end(self, event):
-        pass
-
-
-def _listening(listener):
+def _listening(on_start):
+    """Context manager: on_start(event) before Numba compiles anything inside (it may raise)."""
     from numba.core import event as ev
 
     class Listener(ev.Listener):
         def on_start(self, event):
-            listener.on_start(event)
+            on_start(event)
 
         def on_end(self, event):
-            listener.on_end(event)
+            pass
 
     return ev.install_listener("numba:compile", Listener())
 
 
+def _refuse(event):
+    raise NeedsCompile(f"{_name(event)} is not in Numba's cache")
+
+
 def cache_only():
     """Context manager: any Numba compile inside raises NeedsCompile before compiling anything."""
-    return _listening(_Forbid())
+    return _listening(_refuse)
 
 
-class counting_compiles:
-    """Context manager recording the names of the functions Numba compiles inside (``.names``)."""
-
-    def __enter__(self):
-        self._count = _Count()
-        self._cm = _listening(self._count)
-        self._cm.__enter__()
-        return self._count
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
+@contextlib.contextmanager
+def counting_compiles():
+    """Context manager yielding the list of the functions Numba compiles inside (qualified names)."""
+    names = []
+    with _listening(lambda event: names.append(_name(event))):
+        yield names
 
 
 def warm_job(model_config, config, device):
@@ -103,6 +89,7 @@ def compile_in_child(model_config, config, device, threads, timeout=1800):
     """Run warm_job in a fresh interpreter (same edgecnn, same thread count) so that it compiles and
     writes Numba's cache. Returns None on success, else a short reason."""
     import edgecnn
+    from .train import _jsonable
 
     spec = json.dumps({"model": model_config, "config": _jsonable(dataclasses.asdict(config)),
                        "device": device, "threads": threads})
@@ -118,10 +105,6 @@ def compile_in_child(model_config, config, device, threads, timeout=1800):
         tail = (r.stderr or "").strip().splitlines()[-1:] or [f"exit status {r.returncode}"]
         return f"the compile process failed: {tail[0]}"
     return None
-
-
-def _jsonable(d):
-    return json.loads(json.dumps(d, default=str))
 
 
 def _main():

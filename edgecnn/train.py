@@ -360,7 +360,7 @@ class Trainer:
         failed = _warm.compile_in_child(model_config, self.config, self.device, self.threads)
         with _warm.counting_compiles() as compiled:
             _warm.warm_job(model_config, self.config, self.device)
-        if failed is None and not compiled.names:
+        if failed is None and not compiled:
             return time.perf_counter() - t0, "kernels compiled in a child process, then loaded from the cache"
         why = failed or "the cache could not be written"
         return time.perf_counter() - t0, (f"kernels compiled in this process ({why}); results may differ in "

@@ -26,7 +26,8 @@ def _record(N, parts):
 def test_every_slice_runs_once(parts):
     for _ in range(200):  # back to back: workers still spinning from the last call
         seen = _record(101, parts)
-        assert sorted(s[:3] for s in seen) == [(p, p * 101 // parts, (p + 1) * 101 // parts) for p in range(parts)]
+        want = [(p, p * 101 // parts, (p + 1) * 101 // parts) for p in range(parts)]
+        assert sorted(s[:3] for s in seen) == want
     threads = {s[3] for s in seen}
     assert threading.get_ident() in threads and len(threads) == parts  # part 0 here, the rest on workers
 

@@ -18,6 +18,7 @@ OpenBLAS is told to use one thread for the duration of the call (through the sam
 threadpoolctl uses, see edgecnn._blas), and its previous setting is restored.
 If no OpenBLAS is found (NumPy on MKL or Accelerate) conv still works, only less predictably.
 """
+import atexit
 import os
 import threading
 import time
@@ -25,9 +26,10 @@ import time
 import numba
 import numpy as np
 
-from .._atomics import atomic_load, atomic_store, os_yield, spin_pause
+from .._atomics import atomic_load, atomic_store
 from .._blas import numpy_openblas
 from .._jit import njit
+from .._spin_pool import _idle_round, _load, _wait_change
 
 _lock = threading.Lock()
 _blas_depth = 0  # conv calls in flight (any thread)
@@ -37,24 +39,6 @@ _SLOT = 8  # int64s per worker in the control array: one 64-byte line each
 SEQ, DONE, SLEEPING = 0, 1, 2  # per-worker slots: job number posted, job number finished, asleep
 _STOP = -1
 _MAX_WORKERS = 1024
-
-
-@njit
-def _idle_round():
-    for _ in range(4):
-        spin_pause()
-    os_yield()
-
-
-@njit
-def _wait_change(ctl, i, seen, rounds):
-    """ctl[i] once it differs from ``seen``, or ``seen`` after ``rounds`` idle rounds."""
-    for _ in range(rounds):
-        v = atomic_load(ctl, i)
-        if v != seen:
-            return v
-        _idle_round()
-    return atomic_load(ctl, i)
 
 
 @njit
@@ -70,11 +54,6 @@ def _wait_reach(ctl, i, target, rounds):
 @njit
 def _store(ctl, i, v):
     atomic_store(ctl, i, v)
-
-
-@njit
-def _load(ctl, i):
-    return atomic_load(ctl, i)
 
 
 class _Workers:
@@ -128,6 +107,15 @@ class _Workers:
                 self.errors[w] = e
             _store(ctl, base + DONE, seq)
 
+    def stop(self):
+        """End the worker threads (at exit: none is left spinning while the interpreter shuts down)."""
+        if self.pid != os.getpid():
+            return
+        for w in range(len(self.threads)):
+            _store(self.ctl, (w + 1) * _SLOT + SEQ, _STOP)
+        with self.cond:
+            self.cond.notify_all()
+
     def run(self, fn, bounds):
         """fn(p, *bounds[p]) for every p, p = 0 on this thread; returns False (nothing done) when
         another thread is using the workers."""
@@ -173,6 +161,7 @@ def _get_workers():
         # A forked child inherits the object but not its threads: make new ones there.
         if _workers is None or _workers.pid != os.getpid():
             _workers = _Workers()
+            atexit.register(_workers.stop)
         return _workers
 
 
