@@ -315,9 +315,7 @@ INPLACE = False
 def _edges(row, rr, lo, hi, WC, kxo, kxw, lc, colmap, cn):
     """The row pass for outputs [0, lo) and [hi, WC), taps in order; element j of the padded row
     (lc = left * cn padding elements before the source row) through the column map."""
-    for x in range(WC):
-        if x == lo:  # skip the interior (a jump, not a scan)
-            break
+    for x in range(lo):
         rr[x] = _edge_value(row, x, WC, kxo, kxw, lc, colmap, cn)
     for x in range(hi, WC):
         rr[x] = _edge_value(row, x, WC, kxo, kxw, lc, colmap, cn)
@@ -345,10 +343,9 @@ def _interior(kxo, lc, WC):
     for t in range(1, kxo.shape[0]):
         omin = min(omin, kxo[t])
         omax = max(omax, kxo[t])
-    lo = min(lc - omin, WC)
+    lo = max(0, min(lc - omin, WC))
     hi = max(lo, WC + lc - omax)
     return lo, hi
-
 
 
 # ----------------------------------------------------------------------------------- 2-D kernels
