@@ -10,7 +10,7 @@ resumed after a cold start did not match an uninterrupted one. Reloading from th
 process does not help (the first copy stays loaded), so:
 
 1. the warm-up first runs with compiling forbidden (``cache_only``): everything loads from the cache;
-2. when something is missing, a child process (``python -m edgecnn._warm``) runs the same warm-up,
+2. when something is missing, a child process (``_CHILD``) runs the same warm-up,
    compiling and writing the cache, and the run then loads what it wrote.
 
 Where the cache cannot be written, the run compiles for itself and says so: such runs still agree with
@@ -85,20 +85,25 @@ def warm_job(model_config, config, device):
     twin.predict(x[:min(b, config.eval_batch_size)], batch_size=config.eval_batch_size)
 
 
+# The child imports edgecnn from the directory the parent's copy was imported from, put first on
+# sys.path by hand: ``python -m`` would put the working directory first, and run from a source checkout
+# next to an installed edgecnn it imported the checkout and filled another cache than the parent reads.
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
+          "from edgecnn._warm import _main; _main(sys.argv[2])")
+
+
 def compile_in_child(model_config, config, device, threads, timeout=1800):
-    """Run warm_job in a fresh interpreter (same edgecnn, same thread count) so that it compiles and
-    writes Numba's cache. Returns None on success, else a short reason."""
+    """Run warm_job in a fresh interpreter (the same edgecnn, the same thread count) so that it
+    compiles and writes Numba's cache. Returns None on success, else a short reason."""
     import edgecnn
     from .train import _jsonable
 
     spec = json.dumps({"model": model_config, "config": _jsonable(dataclasses.asdict(config)),
                        "device": device, "threads": threads})
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(edgecnn.__file__)))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    package = os.path.dirname(os.path.abspath(edgecnn.__file__))
     try:
-        r = subprocess.run([sys.executable, "-m", "edgecnn._warm"], input=spec, text=True, env=env,
-                           capture_output=True, timeout=timeout)
+        r = subprocess.run([sys.executable, "-c", _CHILD, os.path.dirname(package), package], input=spec,
+                           text=True, capture_output=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"the compile process failed to run: {e}"
     if r.returncode != 0:
@@ -107,7 +112,10 @@ def compile_in_child(model_config, config, device, threads, timeout=1800):
     return None
 
 
-def _main():
+def _main(package=None):
+    import edgecnn
+    if package is not None and os.path.dirname(os.path.abspath(edgecnn.__file__)) != package:
+        raise SystemExit(f"imported edgecnn from {os.path.dirname(edgecnn.__file__)}, not {package}")
     spec = json.loads(sys.stdin.read())
     from ._jit import set_num_threads
     from .train import TrainConfig

@@ -51,3 +51,16 @@ def test_cold_cache_run_equals_warm_cache_run(tmp_path, mnist_dir):
     assert a.keys() == b.keys() and any("batch_norm" in k for k in a)
     for k in a:
         np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+def test_the_compile_process_imports_the_callers_edgecnn(tmp_path, monkeypatch):
+    # run from a source checkout beside an installed edgecnn, a child started with `python -m` imported
+    # the checkout (the working directory comes first) and filled a cache the caller never read
+    decoy = tmp_path / "edgecnn"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy package in the working directory')\n")
+    monkeypatch.chdir(tmp_path)
+    from edgecnn.models import build
+    from edgecnn.train import TrainConfig
+    config = TrainConfig(model="lenet5", batch_size=8, eval_batch_size=8, augment=False).resolved()
+    assert _warm.compile_in_child(build("lenet5").get_config(), config, "cpu", 1) is None
