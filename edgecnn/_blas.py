@@ -13,7 +13,11 @@ import os
 
 import numpy as np
 
+_LIB = None  # (ctypes.CDLL, symbol prefix, suffix) of NumPy's OpenBLAS, () when none; found once
 _BLAS = None
+_SGEMM = None
+_NAMINGS = (("scipy_openblas", "64_", "scipy_cblas"), ("scipy_openblas", "", "scipy_cblas"),
+            ("openblas", "64_", "cblas"), ("openblas", "", "cblas"))
 
 
 def _candidates():
@@ -32,24 +36,48 @@ def _candidates():
     return sorted(paths, key=lambda p: not p.startswith(own))  # NumPy's own first, stable otherwise
 
 
+def _library():
+    global _LIB
+    if _LIB is None:
+        _LIB = ()
+        for path in _candidates():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix, suffix, cblas in _NAMINGS:
+                if (getattr(lib, f"{prefix}_get_num_threads{suffix}", None) is not None
+                        and getattr(lib, f"{prefix}_set_num_threads{suffix}", None) is not None):
+                    _LIB = (lib, prefix, suffix, cblas)
+                    return _LIB
+    return _LIB
+
+
 def numpy_openblas():
     """(get_num_threads, set_num_threads) of NumPy's OpenBLAS, or () when none is found. Cached."""
     global _BLAS
-    if _BLAS is not None:
-        return _BLAS
-    _BLAS = ()
-    for path in _candidates():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"),
-                               ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                _BLAS = (get, put)
-                return _BLAS
+    if _BLAS is None:
+        _BLAS = ()
+        if _library():
+            lib, prefix, suffix, _ = _LIB
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}")
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}")
+            get.restype, get.argtypes = ctypes.c_int, []
+            put.restype, put.argtypes = None, [ctypes.c_int]
+            _BLAS = (get, put)
     return _BLAS
+
+
+def numpy_sgemm():
+    """(address of cblas_sgemm, integer width in bits: 64 or 32) in NumPy's OpenBLAS, or (0, 0)
+    when there is none, for edgecnn._cblas.sgemm. The ``64_`` symbol suffix marks the ILP64
+    interface, whose sizes are 64-bit. Cached."""
+    global _SGEMM
+    if _SGEMM is None:
+        _SGEMM = (0, 0)
+        if _library():
+            lib, _, suffix, cblas = _LIB
+            fn = getattr(lib, f"{cblas}_sgemm{suffix}", None)
+            if fn is not None:
+                _SGEMM = (ctypes.cast(fn, ctypes.c_void_p).value, 64 if suffix == "64_" else 32)
+    return _SGEMM

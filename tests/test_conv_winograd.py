@@ -55,12 +55,24 @@ def _check(x, w, b, pad, seed=7):
     assert y.dtype == gx.dtype == gw.dtype == np.float32
 
 
+def _samples_per_chunk(monkeypatch, n):
+    real = _conv_winograd._chunk
+    monkeypatch.setattr(_conv_winograd, "_chunk", lambda *a: min(n, real(*a)))
+
+
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("chunk", ["default", "one-sample"])
+@pytest.mark.parametrize("chunk", ["default", "one-sample", "two-sample"])
+@pytest.mark.parametrize("driver", ["compiled", "numpy"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"shape{i}" for i in range(len(SHAPES))])
-def test_matches_reference(shape, chunk, threads, winograd, monkeypatch):
-    if chunk == "one-sample":
-        monkeypatch.setattr(_conv_winograd, "CHUNK_BYTES", 1)
+def test_matches_reference(shape, driver, chunk, threads, winograd, monkeypatch):
+    """Both drivers: the compiled one (sgemm called from Numba) and the np.matmul one; chunks of
+    one and two samples leave a shorter last chunk on the odd batch sizes."""
+    if driver == "numpy":
+        monkeypatch.setattr(_conv_winograd, "USE_CBLAS", False)
+    elif not _conv_winograd.numpy_sgemm()[0]:
+        pytest.skip("no OpenBLAS sgemm found behind NumPy")
+    if chunk != "default":
+        _samples_per_chunk(monkeypatch, 1 if chunk == "one-sample" else 2)
     old = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
@@ -88,18 +100,19 @@ def _random_shape(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(cfg=_random_shape(), one_sample_chunks=st.booleans())
-def test_random_shapes_match_reference(cfg, one_sample_chunks):
+@given(cfg=_random_shape(), one_sample_chunks=st.booleans(), compiled=st.booleans())
+def test_random_shapes_match_reference(cfg, one_sample_chunks, compiled):
     *shape, seed = cfg
-    old = conv._FORCE_PATH, _conv_winograd.CHUNK_BYTES
+    old = conv._FORCE_PATH, _conv_winograd._chunk, _conv_winograd.USE_CBLAS
     conv._FORCE_PATH = "winograd"
+    _conv_winograd.USE_CBLAS = compiled
     if one_sample_chunks:
-        _conv_winograd.CHUNK_BYTES = 1
+        _conv_winograd._chunk = lambda *a: 1
     try:
         x, w, b, pad = _data(shape, seed)
         _check(x, w, b, pad, seed)
     finally:
-        conv._FORCE_PATH, _conv_winograd.CHUNK_BYTES = old
+        conv._FORCE_PATH, _conv_winograd._chunk, _conv_winograd.USE_CBLAS = old
 
 
 def test_flip_and_bias_free(winograd):

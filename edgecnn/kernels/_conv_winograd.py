@@ -21,15 +21,19 @@ long unit-stride loops over channels that LLVM vectorizes, and both GEMMs are pl
 transposed-A products at ~100 GFLOPS (the weight gradient ran at ~56 with channels-first tiles).
 Each vectorized loop writes one stream and reads at most three: Numba cannot mark arrays
 noalias, and LLVM gives up on loops that would need more runtime overlap checks than that.
-Tiles cover the output in 2x2 blocks; an odd output height or width gets a last tile half outside,
-whose extra outputs are never written (forward) or read as zeros (weight gradient). Like
-_conv_gemm, kernels work on a slice [lo, hi) of the batch, a chunk of samples at a time.
+Tiles cover the output in 2x2 blocks, TH x TW per sample, numbered row-major with no padding tiles
+(an earlier layout added a junk tile column per row, 20 % of the 7x7 layer's GEMM work); an odd output
+height or width gets a last tile half outside, whose extra outputs are never written (forward) or
+read as zeros (weight gradient). Like _conv_gemm, kernels work on a slice [lo, hi) of the batch,
+a chunk of samples at a time.
 """
 import functools
 
 import numpy as np
 from numba import uint64
 
+from edgecnn._blas import numpy_sgemm
+from edgecnn._cblas import sgemm
 from edgecnn._jit import njit
 from ._conv_gemm import scratch
 
@@ -39,8 +43,13 @@ from ._conv_gemm import scratch
 # 24->48 14x14 26.1/17.7 at 1 MiB, 19.1/12.7 at 4 MiB, 26.7/19.5 at 8 MiB; 48->96 7x7 20.7/17.1,
 # 21.2/14.8, 24.1/17.2; 32->64 26x26 (one sample per chunk either way) 87.3/46.8, 83.4/45.1.
 CHUNK_BYTES = 1 << 22
+# With the GEMMs called from compiled code (see the drivers) a chunk costs no Python, and one that
+# fits in L2 with room to spare is faster.
+CHUNK_BYTES_COMPILED = 1 << 19
+USE_CBLAS = True  # False: always the np.matmul drivers (tests run both)
 _H = np.float32(0.5)
 _Z = np.float32(0)
+_ONE = np.float32(1)
 
 
 def eligible(w_shape, stride, pads, dilation, groups):
@@ -74,9 +83,6 @@ def planes(name, rows, cols):
     return full[:, :rows], full
 
 
-def chunk_size(n, floats_per_sample):
-    return int(max(1, min(n, CHUNK_BYTES // max(4 * floats_per_sample, 1))))
-
 
 @njit
 def weight_transform(w, U):
@@ -108,43 +114,46 @@ def input_transform(x, n0, nb, pt, pl, TH, TW, Q, z, V):
     """V[:, c, t] = B^T d B for every 4x4 tile d of the zero-padded planes of samples n0..,
     B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]].
 
-    Tiles are numbered on a grid of TH x (TW + 1) per sample: the extra column is junk (its outputs
-    are dropped, its gradients are zero), and makes every tile element d[a, b] of every tile one
-    contiguous slice of a polyphase plane: Q[2 (a % 2) + b % 2] holds the padded plane's rows and
-    columns of that parity, and d[a, b](t) = Q[..][(a // 2) * (TW + 1) + b // 2 + t]. Each of the 32
-    steps below is then one flat, vectorized loop over the tiles of a plane."""
+    Q holds 8 polyphase planes of the zero-padded plane P, each (TH + 1) rows of TW:
+    Q[4 s + 2 a' + b'][i TW + j] = P[2 i + a', 2 (j + s) + b']. Tile element d[a, b] of tile
+    t = ty TW + tx is then Q[4 (b // 2) + 2 (a % 2) + b % 2][t + (a // 2) TW], one contiguous slice,
+    and each of the 32 steps below is one flat, vectorized loop over the tiles of a plane."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    U1 = TW + 1
-    Tp = TH * U1
-    Tq = Q.shape[1]
+    Tp = TH * TW
+    Tq = (TH + 1) * TW
+    Qf = Q.reshape(Q.shape[0] * Q.shape[1])
     for nl in range(nb):
         n = n0 + nl
         t0 = uint64(nl * Tp)
         for c in range(C):
-            for p in range(4):
-                for e in range(Tq):
-                    Q[p, e] = _Z
-                a2 = p // 2
-                b2 = p % 2
-                jlo = max(0, (pl - b2 + 1) // 2)
-                jhi = min(U1, (W - 1 + pl - b2) // 2 + 1)
-                for i in range(TH + 1):
-                    ih = 2 * i + a2 - pt
-                    if 0 <= ih < H:
-                        for j in range(jlo, jhi):
-                            Q[p, i * U1 + j] = x[n, c, ih, 2 * j + b2 - pl]
+            for e in range(uint64(8 * Tq)):  # the padding, then x over it, row by row
+                Qf[e] = _Z
+            for ih in range(H):
+                i = (ih + pt) // 2
+                if i > TH:
+                    break
+                row = i * TW
+                pa = 2 * ((ih + pt) % 2)
+                for iw in range(W):  # P column 2 m + b' goes to plane pa + b' at m (if m < TW)
+                    col = iw + pl     # and to plane 4 + pa + b' at m - 1 (if m >= 1)
+                    m = col >> 1
+                    p = pa + (col & 1)
+                    v = x[n, c, ih, iw]
+                    if m < TW:
+                        Q[p, row + m] = v
+                    if m >= 1:
+                        Q[4 + p, row + m - 1] = v
             for b in range(4):  # B^T over rows: z[4 i + b] from d[0..3, b]
-                p = b % 2
-                o0 = uint64(b // 2)
-                o1 = uint64(U1 + b // 2)
+                q = 4 * (b // 2) + b % 2  # plane of d[0, b]; d[1, b] is q + 2; d[2..3, b] one row on
+                r1 = uint64(TW)
                 for e in range(uint64(Tp)):
-                    z[b, e] = Q[p, e + o0] - Q[p, e + o1]              # d0b - d2b
+                    z[b, e] = Q[q, e] - Q[q, e + r1]              # d0b - d2b
                 for e in range(uint64(Tp)):
-                    z[4 + b, e] = Q[2 + p, e + o0] + Q[p, e + o1]      # d1b + d2b
+                    z[4 + b, e] = Q[q + 2, e] + Q[q, e + r1]      # d1b + d2b
                 for e in range(uint64(Tp)):
-                    z[8 + b, e] = Q[p, e + o1] - Q[2 + p, e + o0]      # d2b - d1b
+                    z[8 + b, e] = Q[q, e + r1] - Q[q + 2, e]      # d2b - d1b
                 for e in range(uint64(Tp)):
-                    z[12 + b, e] = Q[2 + p, e + o0] - Q[2 + p, e + o1]  # d1b - d3b
+                    z[12 + b, e] = Q[q + 2, e] - Q[q + 2, e + r1]  # d1b - d3b
             for i in range(4):  # then B over columns
                 r = 4 * i
                 for e in range(uint64(Tp)):
@@ -162,14 +171,14 @@ def output_transform(M, Tn, b, has_bias, n0, TH, TW, tmp, y):
     """y[n0 + n, k] = A^T M A per tile (+ b[k]), A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], on the tile
     grid of input_transform: rows A_j = M_j + M_4+j + M_8+j and C_j = M_4+j - M_8+j - M_12+j, then
     the four outputs of a tile A0+A1+A2, A1-A2-A3, C0+C1+C2, C1-C2-C3, as flat loops over whole
-    planes (tmp (12, K * Tn)); then interleaved into y, dropping junk tiles and outputs past the
-    last row or column."""
+    planes (tmp (12, K * M.shape[2])); then interleaved into y, dropping outputs past the last row or
+    column."""
     K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    U1 = TW + 1
-    Tp = TH * U1
+    Tp = TH * TW
     nb = Tn // Tp
-    n = K * Tn
-    M2 = M.reshape(16, M.shape[1] * M.shape[2])
+    width = M.shape[2]  # Tn or more: the row stride of M's planes
+    n = K * width
+    M2 = M.reshape(16, M.shape[1] * width)
     for j in range(4):
         for e in range(n):
             tmp[j, e] = M2[j, e] + M2[4 + j, e] + M2[8 + j, e]
@@ -190,7 +199,7 @@ def output_transform(M, Tn, b, has_bias, n0, TH, TW, tmp, y):
             if has_bias:
                 bv = b[k]
             for ty in range(TH):
-                base = uint64(k * Tn + nl * Tp + ty * U1)
+                base = uint64(k * width + nl * Tp + ty * TW)
                 for a in range(2):
                     oh = 2 * ty + a
                     if oh < Ho:
@@ -208,12 +217,11 @@ def grad_transform(gy, n0, T, TH, TW, tmp, Gyt):
     A = [[1, 0], [1, 1], [1, -1], [0, -1]], over whole planes: the tile elements g00, g01, g10,
     g11 are gathered channels-last into tmp[0:4] (tmp (8, Tp, K)), the row sums into tmp[4:8]."""
     K, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
-    U1 = TW + 1
-    Tp = TH * U1
-    for t in range(T):  # junk tiles (tx == TW) lie past the output: zeros
+    Tp = TH * TW
+    for t in range(T):  # the odd last row or column of tiles lies half past the output: zeros
         nl = n0 + t // Tp
-        ty = (t % Tp) // U1
-        tx = t % U1
+        ty = (t % Tp) // TW
+        tx = t % TW
         for a in range(2):
             oh = 2 * ty + a
             for bb in range(2):
@@ -266,8 +274,7 @@ def input_adjoint(GV, T, n0, pt, pl, TH, TW, R, gP, gx):
     Rows R = B GV go to R (16, Tp * C), gd overwrites GV; both as flat loops over whole planes.
     The window sums run channels-last in gP (Hp, Wp, C), then are cropped into NCHW gx."""
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
-    U1 = TW + 1
-    Tp = TH * U1
+    Tp = TH * TW
     nb = T // Tp
     n = T * C
     G2 = GV.reshape(16, GV.shape[1] * C)
@@ -297,8 +304,8 @@ def input_adjoint(GV, T, n0, pt, pl, TH, TW, R, gP, gx):
             for e in range(Wp * C):
                 gP2[r, e] = _Z
         for ty in range(TH):
-            for tx in range(TW):  # the junk column's tiles carry zero gradient: skipped
-                base = uint64((nl * Tp + ty * U1 + tx) * C)
+            for tx in range(TW):
+                base = uint64((nl * Tp + ty * TW + tx) * C)
                 for a in range(4):
                     for b in range(4):
                         q = uint64((2 * tx + b) * C)
@@ -332,19 +339,75 @@ def weight_grad_transform(St, gw):
                 gw[k, c, i, 2] = _H * (t[i, 1] + t[i, 2]) + t[i, 3]
 
 
-# --- host drivers: one batch slice [lo, hi), single-threaded (see _conv_threads) ---------------
+# --- drivers: one batch slice [lo, hi), single-threaded (see _conv_threads) ---------------------
+# With NumPy's OpenBLAS found (edgecnn._blas.numpy_sgemm) a slice runs as one compiled call that
+# calls sgemm itself, a chunk of samples small enough for L2 at a time; otherwise the stages run
+# from Python with np.matmul between them, in chunks large enough to pay for that.
 
 def _input_scratch(TH, TW):
-    return scratch("wQ", (4, (TH + 2) * (TW + 1))), scratch("wz", (16, TH * (TW + 1)))
+    return scratch("wQ", (8, (TH + 1) * TW)), scratch("wz", (16, TH * TW))
+
+
+def _chunk(n, floats_per_sample, budget):
+    return int(max(1, min(n, budget // max(4 * floats_per_sample, 1))))
+
+
+@njit
+def _forward_chunks(x, U, b, has_bias, pt, pl, lo, hi, nb, TH, TW, Q, z, V, M, tmp, y, fn, bits):
+    C, K = x.shape[1], y.shape[1]
+    Tp = TH * TW
+    width = V.shape[2]  # nb * Tp: the row stride of V's and M's planes
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        input_transform(x, n0, m, pt, pl, TH, TW, Q, z, V)
+        for xi in range(16):  # M[xi] (K, T) = U[xi] (K, C) @ V[xi] (C, T)
+            sgemm(fn, bits, False, False, K, m * Tp, C, U, xi * K * C, C,
+                  V, xi * V.shape[1] * width, width, _Z, M, xi * M.shape[1] * width, width)
+        output_transform(M, m * Tp, b, has_bias, n0, TH, TW, tmp, y)
+
+
+@njit
+def _backward_chunks(gy, x, U, pt, pl, lo, hi, nb, TH, TW, Q, z, V, Gy, tmp, GV, R, gP,
+                     want_gx, gx, want_st, St, fn, bits):
+    C, K = St.shape[1] if want_st else U.shape[2], gy.shape[1]
+    Tp = TH * TW
+    width = V.shape[2]
+    for n0 in range(lo, hi, nb):
+        T = min(nb, hi - n0) * Tp
+        grad_transform(gy, n0, T, TH, TW, tmp, Gy)
+        if want_st:  # St[xi] (C, K) (+)= V[xi] (C, T) @ Gy[xi] (T, K)
+            input_transform(x, n0, T // Tp, pt, pl, TH, TW, Q, z, V)
+            beta = _Z if n0 == lo else _ONE
+            for xi in range(16):
+                sgemm(fn, bits, False, False, C, K, T, V, xi * V.shape[1] * width, width,
+                      Gy, xi * Gy.shape[1] * K, K, beta, St, xi * C * K, K)
+        if want_gx:  # GV[xi] (T, C) = Gy[xi] (T, K) @ U[xi] (K, C)
+            for xi in range(16):
+                sgemm(fn, bits, False, False, T, C, K, Gy, xi * Gy.shape[1] * K, K,
+                      U, xi * K * C, C, _Z, GV, xi * GV.shape[1] * C, C)
+            input_adjoint(GV, T, n0, pt, pl, TH, TW, R, gP, gx)
+
+
+_NONE4 = np.zeros((1, 1, 1, 1), np.float32)  # stands for an output not wanted
+_NONE3 = np.zeros((1, 1, 1), np.float32)
 
 
 def forward(x, U, b, has_bias, pt, pl, lo, hi, y):
     """y[lo:hi] = conv3x3(x[lo:hi]) + b, with U = weight_transform(w) (16, K, C)."""
     C, K = x.shape[1], y.shape[1]
     TH, TW = tiles(y.shape[2], y.shape[3])
-    Tp = TH * (TW + 1)
-    nb = chunk_size(hi - lo, (16 * (C + K) + 12 * K) * Tp)
+    Tp = TH * TW
+    floats = (16 * (C + K) + 12 * K) * Tp
     Q, z = _input_scratch(TH, TW)
+    fn, bits = numpy_sgemm() if USE_CBLAS else (0, 0)
+    if fn:
+        nb = _chunk(hi - lo, floats, CHUNK_BYTES_COMPILED)
+        V = planes("wV", C, nb * Tp)[1]
+        M = planes("wM", K, nb * Tp)[1]
+        tmp = scratch("wtmp", (12, K * nb * Tp))
+        _forward_chunks(x, U, b, has_bias, pt, pl, lo, hi, nb, TH, TW, Q, z, V, M, tmp, y, fn, bits)
+        return
+    nb = _chunk(hi - lo, floats, CHUNK_BYTES)
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         V, Vfull = planes("wV", C, m * Tp)
@@ -363,11 +426,22 @@ def backward(gy, x, U, pt, pl, lo, hi, gx, St):
     adjoint of the input transform applied to Gyt @ U."""
     C, K = (x.shape[1] if U is None else U.shape[2]), gy.shape[1]
     TH, TW = tiles(gy.shape[2], gy.shape[3])
-    Tp = TH * (TW + 1)
-    nb = chunk_size(hi - lo, (16 * (2 * C + K) + 8 * K + 16 * C) * Tp)
+    Tp = TH * TW
+    floats = (16 * (2 * C + K) + 8 * K + 16 * C) * Tp
     Q, z = _input_scratch(TH, TW)
-    part = scratch("wSpart", (16, C, K))
     gP = scratch("wgP", (2 * TH + 2, 2 * TW + 2, C))
+    fn, bits = numpy_sgemm() if USE_CBLAS else (0, 0)
+    if fn:
+        nb = _chunk(hi - lo, floats, CHUNK_BYTES_COMPILED)
+        Gy = planes("wGy", nb * Tp, K)[1]
+        GV = planes("wGV", nb * Tp, C)[1]
+        _backward_chunks(gy, x if St is not None else _NONE4, U if gx is not None else St, pt, pl, lo, hi,
+                         nb, TH, TW, Q, z, planes("wV", C, nb * Tp)[1], Gy, scratch("wtmp", (8, Gy.shape[1], K)),
+                         GV, scratch("wR", (16, GV.shape[1] * C)), gP, gx is not None,
+                         _NONE4 if gx is None else gx, St is not None, _NONE3 if St is None else St, fn, bits)
+        return
+    nb = _chunk(hi - lo, floats, CHUNK_BYTES)
+    part = scratch("wSpart", (16, C, K))
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         Gyt, Gfull = planes("wGy", m * Tp, K)
