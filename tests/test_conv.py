@@ -63,16 +63,21 @@ def _make(xs, ks, kw, seed):
     return x, w, b, kw
 
 
-@pytest.fixture(params=["direct", "gemm", "gemm-1", "direct-generic", "gemm-generic", "winograd",
-                        "winograd-1"])
+@pytest.fixture(params=["direct", "gemm", "gemm-1", "gemm-numpy", "direct-generic", "gemm-generic", "winograd",
+                        "winograd-1", "winograd-numpy"])
 def path(request, monkeypatch):
     """Force one CPU path; "-1" also cuts the batch into one-sample chunks; "-generic" keeps
     stride-1 convs off the wide-row kernels; "winograd" runs the 3x3 stride-1 configurations as
-    F(2x2, 3x3) and the others on the GEMM path."""
+    F(2x2, 3x3) and the others on the GEMM path; "-numpy" runs the drivers that call np.matmul
+    between compiled stages instead of sgemm from compiled code."""
     monkeypatch.setattr(conv, "_FORCE_PATH", request.param.split("-")[0])
     if request.param.endswith("-1"):
         monkeypatch.setattr(_conv_gemm, "CHUNK_BYTES", 1)
         monkeypatch.setattr(_conv_winograd, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(_conv_winograd, "CHUNK_BYTES_COMPILED", 1)
+    if request.param.endswith("-numpy"):
+        monkeypatch.setattr(_conv_gemm, "USE_CBLAS", False)
+        monkeypatch.setattr(_conv_winograd, "USE_CBLAS", False)
     if request.param.endswith("-generic"):
         monkeypatch.setattr(conv, "_FORCE_GENERIC", True)
     return request.param
@@ -155,16 +160,17 @@ def _random_conv(draw):
 
 
 @settings(max_examples=40, deadline=None)
-@given(cfg=_random_conv(), path=st.sampled_from(["direct", "gemm"]), generic=st.booleans())
-def test_conv2d_random_configs(cfg, path, generic):
+@given(cfg=_random_conv(), path=st.sampled_from(["direct", "gemm"]), generic=st.booleans(),
+       compiled=st.booleans())
+def test_conv2d_random_configs(cfg, path, generic, compiled):
     xs, ks, kw, seed = cfg
-    old = conv._FORCE_PATH, conv._FORCE_GENERIC
-    conv._FORCE_PATH, conv._FORCE_GENERIC = path, generic
+    old = conv._FORCE_PATH, conv._FORCE_GENERIC, _conv_gemm.USE_CBLAS
+    conv._FORCE_PATH, conv._FORCE_GENERIC, _conv_gemm.USE_CBLAS = path, generic, compiled
     try:
         x, w, b, kw = _make(xs, ks, kw, seed)
         _check_conv2d(x, w, b, kw, seed)
     finally:
-        conv._FORCE_PATH, conv._FORCE_GENERIC = old
+        conv._FORCE_PATH, conv._FORCE_GENERIC, _conv_gemm.USE_CBLAS = old
 
 
 def test_path_choice_on_the_zoo_layers():
@@ -295,8 +301,11 @@ def test_skipping_input_and_bias_gradients(path):
     assert gx1 is None and gb1 is not None
 
 
-def test_results_do_not_depend_on_chunking(monkeypatch):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_results_do_not_depend_on_chunking(compiled, monkeypatch):
+    """2-sample chunks of a 5-sample batch: the last chunk is shorter."""
     monkeypatch.setattr(conv, "_FORCE_PATH", "gemm")
+    monkeypatch.setattr(_conv_gemm, "USE_CBLAS", compiled)
     x, w, b, kw = _make((5, 3, 8, 8), (4, 3, 3), {"padding": 1}, 12)
     gy = np.random.default_rng(2).standard_normal((5, 4, 8, 8)).astype(np.float32)
     y1, g1 = conv2d_forward(x, w, b, **kw), conv2d_backward(gy, x, w, **kw)

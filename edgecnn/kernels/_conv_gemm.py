@@ -13,6 +13,8 @@ in a fixed order, deterministic); gcols_g = w_g^T @ gyc_g; col2im into gx.
 import threading
 
 import numpy as np
+from edgecnn._blas import numpy_sgemm
+from edgecnn._cblas import sgemm
 from edgecnn._jit import njit
 from ._conv_direct import pad_planes, valid_range
 
@@ -21,6 +23,9 @@ from ._conv_direct import pad_planes, valid_range
 # 1-2 MiB on 6->16 5x5 (1.25-1.44 vs 1.87-2.52 ms forward) and tie on the larger layers, whose
 # chunks hold a single sample anyway.
 CHUNK_BYTES = 1 << 19
+USE_CBLAS = True  # stride-1 drivers call sgemm from compiled code (edgecnn._cblas); False: np.matmul
+_F0 = np.float32(0)
+_F1 = np.float32(1)
 
 _local = threading.local()
 
@@ -146,10 +151,11 @@ def col2im(gcols, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, gx):
 # zeros there, so they add nothing to gw, and gcols = w^T gy is zero there too.
 
 @njit
-def im2col_s1(x, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols):
-    G, R, nb, Lw = cols.shape
+def im2col_s1(x, n0, m, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols):
+    """cols[g, r, n, :] for samples n0 .. n0 + m (cols may hold more samples: the rest is left)."""
+    G, R, Lw = cols.shape[0], cols.shape[1], cols.shape[3]
     Cg = x.shape[1] // G
-    for nl in range(nb):
+    for nl in range(m):
         pad_planes(x, n0 + nl, pt, pl, Hp, Wp, xpad)
         for g in range(G):
             for r in range(R):
@@ -164,12 +170,11 @@ def im2col_s1(x, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols):
 
 
 @njit
-def scatter_bias_s1(tmp, b, has_bias, n0, Wp, Lw, y):
-    """y[n0+n, g*Kg+k, oh, ow] = tmp[g, k, n*Lw + oh*Wp + ow] + b."""
+def scatter_bias_s1(tmp, b, has_bias, n0, m, Wp, Lw, y):
+    """y[n0+n, g*Kg+k, oh, ow] = tmp[g, k, n*Lw + oh*Wp + ow] + b for n < m."""
     G, Kg = tmp.shape[0], tmp.shape[1]
     Ho, Wo = y.shape[2], y.shape[3]
-    nb = tmp.shape[2] // Lw
-    for nl in range(nb):
+    for nl in range(m):
         for k in range(G * Kg):
             src = tmp[k // Kg, k % Kg]
             bv = np.float32(0)
@@ -182,13 +187,13 @@ def scatter_bias_s1(tmp, b, has_bias, n0, Wp, Lw, y):
 
 
 @njit
-def gather_gy_s1(gy, n0, Wp, gyc):
-    """gyc[g, k, n, oh*Wp + ow] = gy[n0+n, g*Kg+k, oh, ow], zeros in the junk columns."""
-    G, Kg, nb, Lw = gyc.shape
+def gather_gy_s1(gy, n0, m, Wp, gyc):
+    """gyc[g, k, n, oh*Wp + ow] = gy[n0+n, g*Kg+k, oh, ow] for n < m, zeros in the junk columns."""
+    G, Kg = gyc.shape[0], gyc.shape[1]
     Ho, Wo = gy.shape[2], gy.shape[3]
     for g in range(G):
         for kl in range(Kg):
-            for nl in range(nb):
+            for nl in range(m):
                 dst = gyc[g, kl, nl]
                 for oh in range(Ho):
                     base = oh * Wp
@@ -200,11 +205,11 @@ def gather_gy_s1(gy, n0, Wp, gyc):
 
 
 @njit
-def col2im_s1(gcols, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, gxpad, gx):
-    G, R, nb, Lw = gcols.shape
+def col2im_s1(gcols, n0, m, KH, KW, pt, pl, dh, dw, Hp, Wp, gxpad, gx):
+    G, R, Lw = gcols.shape[0], gcols.shape[1], gcols.shape[3]
     N, C, H, W = gx.shape
     Cg = C // G
-    for nl in range(nb):
+    for nl in range(m):
         for c in range(C):
             for q in range(Hp * Wp):
                 gxpad[c, q] = np.float32(0)
@@ -230,6 +235,45 @@ def _s1_dims(Ho, Wo, KH, KW, dh, dw):
     return Hp, Wp, (Ho - 1) * Wp + Wo
 
 
+@njit
+def _fwd_s1_chunks(x, w, b, has_bias, pt, pl, dh, dw, lo, hi, nb, Hp, Wp, Lw, xpad, cols, tmp, y, fn, bits):
+    G, R, Kg = cols.shape[0], cols.shape[1], tmp.shape[1]
+    KH, KW = w.shape[2], w.shape[3]
+    ld = nb * Lw
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        im2col_s1(x, n0, m, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
+        for g in range(G):  # tmp[g] (Kg, m Lw) = w[g] (Kg, R) @ cols[g] (R, m Lw)
+            sgemm(fn, bits, False, False, Kg, m * Lw, R, w, g * Kg * R, R, cols, g * R * ld, ld,
+                  _F0, tmp, g * Kg * ld, ld)
+        scatter_bias_s1(tmp, b, has_bias, n0, m, Wp, Lw, y)
+
+
+@njit
+def _bwd_s1_chunks(gy, x, w, pt, pl, dh, dw, lo, hi, nb, Hp, Wp, Lw, xpad, gyc, cols,
+                   want_gx, gx, want_gw, gw, fn, bits):
+    G, Kg, R = gyc.shape[0], gyc.shape[1], cols.shape[1]
+    KH, KW = (gw if want_gw else w).shape[2], (gw if want_gw else w).shape[3]
+    ld = nb * Lw
+    for n0 in range(lo, hi, nb):
+        m = min(nb, hi - n0)
+        gather_gy_s1(gy, n0, m, Wp, gyc)
+        if want_gw:  # gw[g] (Kg, R) (+)= gyc[g] (Kg, m Lw) @ cols[g]^T
+            im2col_s1(x, n0, m, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
+            beta = _F0 if n0 == lo else _F1
+            for g in range(G):
+                sgemm(fn, bits, False, True, Kg, R, m * Lw, gyc, g * Kg * ld, ld, cols, g * R * ld, ld,
+                      beta, gw, g * Kg * R, R)
+        if want_gx:  # the patch gradient reuses cols: gcols[g] (R, m Lw) = w[g]^T @ gyc[g]
+            for g in range(G):
+                sgemm(fn, bits, True, False, R, m * Lw, Kg, w, g * Kg * R, R, gyc, g * Kg * ld, ld,
+                      _F0, cols, g * R * ld, ld)
+            col2im_s1(cols, n0, m, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, gx)
+
+
+_NONE4 = np.zeros((1, 1, 1, 1), np.float32)  # stands for an output not wanted
+
+
 def gemm_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
@@ -239,14 +283,19 @@ def gemm_fwd_s1(x, w, b, has_bias, pt, pl, dh, dw, groups, lo, hi, y):
     w2 = w.reshape(groups, Kg, R)
     nb = chunk_size(hi - lo, R + Kg, Lw, groups)
     xpad = scratch("xpad", (C, Hp * Wp))
+    fn, bits = numpy_sgemm() if USE_CBLAS else (0, 0)
+    if fn:
+        _fwd_s1_chunks(x, w, b, has_bias, pt, pl, dh, dw, lo, hi, nb, Hp, Wp, Lw, xpad,
+                       scratch("cols", (groups, R, nb, Lw)), scratch("ytmp", (groups, Kg, nb * Lw)), y, fn, bits)
+        return
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         cols = scratch("cols", (groups, R, m, Lw))
         tmp = scratch("ytmp", (groups, Kg, m * Lw))
-        im2col_s1(x, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
+        im2col_s1(x, n0, m, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
         for g in range(groups):
             np.matmul(w2[g], cols[g].reshape(R, m * Lw), out=tmp[g])
-        scatter_bias_s1(tmp, b, has_bias, n0, Wp, Lw, y)
+        scatter_bias_s1(tmp, b, has_bias, n0, m, Wp, Lw, y)
 
 
 def gemm_bwd_s1(gy, x, w, pt, pl, dh, dw, groups, lo, hi, gx, gw):
@@ -261,13 +310,20 @@ def gemm_bwd_s1(gy, x, w, pt, pl, dh, dw, groups, lo, hi, gx, gw):
     # per-chunk working set, so more of it stays in L2 next to OpenBLAS's packing buffers.
     nb = chunk_size(hi - lo, Kg + R, Lw, groups)
     xpad = scratch("xpad", (C, Hp * Wp))
+    fn, bits = numpy_sgemm() if USE_CBLAS else (0, 0)
+    if fn:
+        _bwd_s1_chunks(gy, x if gw is not None else _NONE4, w if gx is not None else gw, pt, pl, dh, dw, lo, hi,
+                       nb, Hp, Wp, Lw, xpad, scratch("gyc", (groups, Kg, nb, Lw)),
+                       scratch("cols", (groups, R, nb, Lw)), gx is not None, _NONE4 if gx is None else gx,
+                       gw is not None, w if gw is None else gw, fn, bits)
+        return
     for n0 in range(lo, hi, nb):
         m = min(nb, hi - n0)
         gyc = scratch("gyc", (groups, Kg, m, Lw))
-        gather_gy_s1(gy, n0, Wp, gyc)
+        gather_gy_s1(gy, n0, m, Wp, gyc)
         cols = scratch("cols", (groups, R, m, Lw))
         if gw is not None:
-            im2col_s1(x, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
+            im2col_s1(x, n0, m, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, cols)
             part = scratch("gwpart", (groups, Kg, R))
             for g in range(groups):
                 a = gyc[g].reshape(Kg, m * Lw)
@@ -279,7 +335,7 @@ def gemm_bwd_s1(gy, x, w, pt, pl, dh, dw, groups, lo, hi, gx, gw):
             gcols = cols
             for g in range(groups):
                 np.matmul(w2[g].T, gyc[g].reshape(Kg, m * Lw), out=gcols[g].reshape(R, m * Lw))
-            col2im_s1(gcols, n0, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, gx)
+            col2im_s1(gcols, n0, m, KH, KW, pt, pl, dh, dw, Hp, Wp, xpad, gx)
 
 
 def gemm_fwd(x, w, b, has_bias, sh, sw, pt, pl, dh, dw, groups, lo, hi, y):
