@@ -159,7 +159,7 @@ def profile_step(model, opt, x, y, repeats=5):
             if "seed" in ws:
                 ws["seed"] = model._mask_seed(k)
             t = time.perf_counter()
-            vals[node.out] = node.layer.fwd([vals[i] for i in node.ins], p.y[node.out], ws, True)
+            vals[node.out] = p.fwd_ops[k]([vals[i] for i in node.ins], p.y[node.out], ws, True)
             fw[k].append(time.perf_counter() - t)
         p.training = True
         model._last = p
@@ -171,7 +171,7 @@ def profile_step(model, opt, x, y, repeats=5):
             node = nodes[k]
             t = time.perf_counter()
             if model._requires_grad[node.out]:
-                node.layer.bwd(p.g[node.out], [vals[i] for i in node.ins], vals[node.out], p.ws[k], p.gx[k])
+                p.bwd_ops[k](p.g[node.out], [vals[i] for i in node.ins], vals[node.out], p.ws[k], p.gx[k])
                 for g, s in p.accum[k]:
                     np.add(g, s, out=g)
             bw[k].append(time.perf_counter() - t)

@@ -11,6 +11,8 @@
 * Backward walks the order in reverse. Where a tensor fans out, the first consumer (in backward order)
   writes its gradient buffer and the others write a scratch buffer that is then added in. Layers whose
   inputs need no gradient (the first layer) skip the input gradient.
+* Fusion: a CPU plan runs BatchNorm2D (+ ReLU) followed by 2x2 max pooling as one op
+  (edgecnn.fusion); the plan holds the call each node makes (``fwd_ops`` / ``bwd_ops``).
 """
 import re
 from collections import OrderedDict
@@ -18,6 +20,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import device as D
+from . import fusion as F
 from . import layers as L
 from .kernels import _common as C
 
@@ -92,8 +95,19 @@ class _Plan:
         self.gx = self.accum = None
         self.vals = [None] * len(shapes)  # what the last forward produced (buffers or views)
         self.training = False
+        # what runs for each node: the layer's own fwd / bwd, or a fused pair's (edgecnn.fusion)
+        self.fwd_ops = [node.layer.fwd for node in nodes]
+        self.bwd_ops = [node.layer.bwd for node in nodes]
+        self.unmaterialized = set()  # tensors a fused pair never writes: no buffers
+        if not dev.is_cuda and F.ENABLED:
+            for k, j in F.bn_pool_pairs(model):
+                f = F.BNPool(self, k, j)
+                self.fwd_ops[k], self.fwd_ops[j] = f.bn_fwd, f.pool_fwd
+                self.bwd_ops[k], self.bwd_ops[j] = f.bn_bwd, f.pool_bwd
+                self.unmaterialized.add(nodes[k].out)
         for node in nodes:
-            if not node.layer.view_output:  # Flatten / linear / inference Dropout return views
+            # Flatten / linear / inference Dropout return views
+            if not node.layer.view_output and node.out not in self.unmaterialized:
                 self.y[node.out] = dev.empty((batch,) + shapes[node.out])
         self.ws = [node.layer.workspace([shapes[t] for t in node.ins], batch, [req[t] for t in node.ins], dev)
                    for node in nodes]
@@ -116,7 +130,7 @@ class _Plan:
         # 2. forward order: gradient buffers; a view layer (Flatten) aliases its input's when it can
         for k, node in enumerate(nodes):
             o = node.out
-            if req[o]:
+            if req[o] and o not in self.unmaterialized:
                 t = node.ins[0]
                 if node.layer.view_output and req[t] and first.get((k, 0)):
                     g[o] = g[t].reshape((batch,) + shapes[o])
@@ -383,10 +397,10 @@ class Model:
         if training:
             self._dropout_counter += 1
         for k, node in enumerate(self._nodes):
-            lay, ws = node.layer, p.ws[k]
+            ws = p.ws[k]
             if "seed" in ws:
                 ws["seed"] = self._mask_seed(k)
-            vals[node.out] = lay.fwd([vals[t] for t in node.ins], p.y[node.out], ws, training)
+            vals[node.out] = p.fwd_ops[k]([vals[t] for t in node.ins], p.y[node.out], ws, training)
         p.training = bool(training)
         self._last = p
         return vals[self._nodes[-1].out]
@@ -422,7 +436,7 @@ class Model:
             node = nodes[k]
             if not req[node.out]:
                 continue
-            node.layer.bwd(p.g[node.out], [vals[t] for t in node.ins], vals[node.out], p.ws[k], p.gx[k])
+            p.bwd_ops[k](p.g[node.out], [vals[t] for t in node.ins], vals[node.out], p.ws[k], p.gx[k])
             for g, s in p.accum[k]:
                 add(g, s, g)
 

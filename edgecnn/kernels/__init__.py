@@ -14,3 +14,4 @@ from .dense import dense_backward, dense_forward  # noqa: F401
 from .losses import bce_with_logits, mse_loss, softmax_cross_entropy  # noqa: F401
 from .dropout import dropout_backward, dropout_forward  # noqa: F401
 from .batchnorm import batchnorm2d_backward, batchnorm2d_forward  # noqa: F401
+from .bn_relu_pool import bn_relu_pool_backward, bn_relu_pool_forward  # noqa: F401
