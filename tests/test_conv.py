@@ -173,6 +173,18 @@ def test_conv2d_random_configs(cfg, path, generic, compiled):
         conv._FORCE_PATH, conv._FORCE_GENERIC, _conv_gemm.USE_CBLAS = old
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_lenet5_input_gradient_through_the_gemm_matches_reference(compiled, monkeypatch):
+    """lenet5's 6->16 5x5 runs forward and weight gradient on the direct loops and, with the compiled
+    sgemm available, its input gradient on the im2col GEMM; 3x3 layers of few channels do not."""
+    monkeypatch.setattr(_conv_gemm, "USE_CBLAS", compiled)
+    assert conv._input_grad_by_gemm((16, 6, 5, 5), 1) == (compiled and bool(conv.numpy_sgemm()[0]))
+    assert not conv._input_grad_by_gemm((16, 3, 3, 3), 1) and not conv._input_grad_by_gemm((8, 8, 5, 5), 1)
+    x, w, b, kw = _make((5, 6, 14, 14), (16, 5, 5), {}, 21)
+    assert conv._choose_path(x.shape, w.shape, 1) == "direct"
+    _check_conv2d(x, w, b, kw, 21)
+
+
 def test_path_choice_on_the_zoo_layers():
     c = conv._choose_path
     assert c((8, 1, 28, 28), (32, 1, 3, 3), 1) == "direct"               # single-channel first layers
