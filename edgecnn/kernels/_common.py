@@ -23,6 +23,10 @@ def check_array(op, name, a, ndim=None, dtype=np.float32):
 
     ``ndim`` may be an int or a tuple of allowed ranks. Device arrays are checked the same way.
     """
+    # The common case first, in one test (the executor makes ~90 of these calls per training step)
+    if (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous and a.size
+            and (ndim is None or a.ndim == ndim or (type(ndim) is tuple and a.ndim in ndim))):
+        return a
     if not (isinstance(a, np.ndarray) or is_device_array(a)):
         raise TypeError(f"{op}: {name} must be a NumPy or CUDA array, got {type(a).__name__}")
     if np.dtype(a.dtype) != np.dtype(dtype):
