@@ -105,6 +105,13 @@ def batchnorm2d_infer_fwd_cpu(x, gamma, beta, eps, running_mean, running_var, y,
             y[n, c, i] = (x[n, c, i] - mean) * a + b
 
 
+@njit(inline="always")
+def bwd_coefficients(c, gamma, mean, invstd, gbeta, ggamma, inv_m):
+    """Channel c's terms of gx = a * (g - mb - (x - mean) * mg): (mean, a, mb, mg)."""
+    s = invstd[c]
+    return mean[c], gamma[c] * s, gbeta[c] * inv_m, ggamma[c] * inv_m * s
+
+
 @njit(parallel=True)
 def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, gbeta, relu_y=None):
     """Training-mode backward: gbeta = sum gy, ggamma = sum gy * xhat,
@@ -140,11 +147,7 @@ def batchnorm2d_bwd_input_cpu(gy, x, gamma, save_mean, save_invstd, gx, ggamma, 
     inplace = gx.ctypes.data == gy.ctypes.data   # one name for the buffer: LLVM's overlap check passes
     for n in prange(N):
         for c in range(C):
-            mean = save_mean[c]
-            invstd = save_invstd[c]
-            a = gamma[c] * invstd
-            mb = gbeta[c] * inv_m
-            mg = ggamma[c] * inv_m * invstd
+            mean, a, mb, mg = bwd_coefficients(c, gamma, save_mean, save_invstd, gbeta, ggamma, inv_m)
             if inplace and masked:
                 for i in range(L):
                     g = gx[n, c, i]

@@ -15,7 +15,7 @@ from numba import prange
 
 from .._jit import njit
 from ._common import check_array, check_out, check_shape
-from .batchnorm import _channel_stats, _channel_vec, _on_device, _real
+from .batchnorm import _channel_stats, _channel_vec, _on_device, _real, bwd_coefficients
 from .pool import _wins
 
 _F0 = np.float32(0.0)
@@ -87,14 +87,14 @@ def bn_relu_pool_bwd_cpu(gy, y, argmax, x, gamma, mean, invstd, relu, gx, ggamma
             pb = _F0
             pg = _F0
             for oh in range(OH):
-                for ow in range(OW):  # branch-free: the ReLU mask is random, a branch mispredicts
+                for ow in range(OW):
                     i = argmax[n, c, oh, ow]
-                    ok = i >= 0 and i < HW
-                    cnt += not ok
-                    i = i if ok else 0
-                    g = gy[n, c, oh, ow] if ok and (not relu or y[n, c, oh, ow] > _F0) else _F0
-                    pb += g
-                    pg += g * (x3[n, c, i] - mu)
+                    if i < 0 or i >= HW:
+                        cnt += 1
+                    elif not relu or y[n, c, oh, ow] > _F0:
+                        g = gy[n, c, oh, ow]
+                        pb += g
+                        pg += g * (x3[n, c, i] - mu)
             sb += pb
             sg += pg
         gbeta[c] = sb
@@ -102,20 +102,14 @@ def bn_relu_pool_bwd_cpu(gy, y, argmax, x, gamma, mean, invstd, relu, gx, ggamma
         bad[c] = cnt
     for n in prange(N):
         for c in range(C):
-            mu = mean[c]
-            s = invstd[c]
-            a = gamma[c] * s
-            mb = gbeta[c] * inv_m
-            mg = ggamma[c] * inv_m * s
+            mu, a, mb, mg = bwd_coefficients(c, gamma, mean, invstd, gbeta, ggamma, inv_m)
             for i in range(HW):  # every cell as if g were 0 ...
                 gx3[n, c, i] = a * (_F0 - mb - (x3[n, c, i] - mu) * mg)
             for oh in range(OH):  # ... then the argmax cells again, with their g
                 for ow in range(OW):
                     i = argmax[n, c, oh, ow]
-                    ok = i >= 0 and i < HW
-                    i = i if ok else 0
-                    g = gy[n, c, oh, ow] if ok and (not relu or y[n, c, oh, ow] > _F0) else _F0
-                    gx3[n, c, i] = a * (g - mb - (x3[n, c, i] - mu) * mg) if ok else gx3[n, c, i]
+                    if i >= 0 and i < HW and (not relu or y[n, c, oh, ow] > _F0):
+                        gx3[n, c, i] = a * (gy[n, c, oh, ow] - mb - (x3[n, c, i] - mu) * mg)
     return bad.sum()
 
 
