@@ -1,5 +1,6 @@
 import os
 import pathlib
+import signal
 import sys
 
 import pytest
@@ -27,3 +28,18 @@ def mnist_dir():
     if not found:
         pytest.skip("MNIST files not found: set EDGECNN_DATA_DIR to a folder holding the IDX files")
     return d
+
+
+def default_sigint():
+    """preexec_fn for children that must take Ctrl-C: SIGINT back to its default. A pytest started as
+    a background job of a non-interactive shell inherits SIGINT ignored, and so would its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_raises():
+    """Python's own SIGINT handler for the test (raising KeyboardInterrupt), whatever this process
+    inherited: with SIGINT ignored, _thread.interrupt_main() does nothing."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)

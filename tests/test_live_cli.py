@@ -15,6 +15,7 @@ import pytest
 import cv2  # a dependency: a broken install must fail, not skip
 
 import livevideo  # noqa: E402
+from conftest import default_sigint  # noqa: E402
 
 ENV = dict(os.environ, OPENCV_LOG_LEVEL="ERROR")
 ENV.pop("DISPLAY", None)  # headless by default here; the window path is test_live_gui.py
@@ -152,7 +153,7 @@ class Endless:
         self.released = False
 
 
-def test_ctrl_c_releases_the_source_within_1_s(untrained, folder):
+def test_ctrl_c_releases_the_source_within_1_s(untrained, folder, sigint_raises):
     import edgecnn
     from edgecnn.live import LiveOptions, run
     frame = cv2.imread(str(sorted(folder[0].iterdir())[0]))
@@ -183,7 +184,7 @@ def test_sigint_to_the_command_ends_it_with_a_summary(folder, untrained, tmp_pat
         os.symlink(first, big / f"f{i:05d}.png")
     p = subprocess.Popen([sys.executable, "-m", "edgecnn", "live", str(big), "--headless", "--model",
                           str(untrained)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env=ENV)
+                         env=ENV, preexec_fn=default_sigint)
     lines = []
     for line in p.stderr:
         lines.append(line)

@@ -14,6 +14,7 @@ import pytest
 import cv2  # a dependency: a broken install must fail, not skip
 
 import livevideo  # noqa: E402
+from conftest import default_sigint  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -96,7 +97,8 @@ def test_window_shows_the_overlay_and_keys_work(display, tmp_path, mnist_dir):
     p = subprocess.Popen([sys.executable, "-m", "edgecnn", "live", str(src), "--window", "--model",
                           str(model), "--min-confidence", "0", "--view", "gradient_magnitude",
                           "--snapshot-dir", str(snaps)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=default_sigint)
     lines = []  # (time, line) of stderr, read as it comes
 
     def reader():
