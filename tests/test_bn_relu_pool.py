@@ -87,6 +87,8 @@ def test_errors_name_the_parameter_and_shapes():
     with pytest.raises(TypeError, match="relu must be a bool"):
         bn_relu_pool_forward(x, gamma, beta, rm, rv, relu="yes")
     y, am, mean, invstd = bn_relu_pool_forward(x, gamma, beta, rm, rv)
+    with pytest.raises(ValueError, match="gx must not overlap x"):
+        bn_relu_pool_backward(np.ones_like(y), y, am, x, gamma, mean, invstd, gx=x)
     with pytest.raises(ValueError, match=r"gy must have shape \(2, 3, 2, 2\)"):
         bn_relu_pool_backward(np.zeros((2, 3, 4, 4), np.float32), y, am, x, gamma, mean, invstd)
     bad = am.copy()

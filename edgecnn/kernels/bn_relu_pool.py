@@ -163,8 +163,10 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, training=Tru
                        running_mean if update else save_mean, running_var if update else save_invstd,
                        save_mean, save_invstd)
     else:
-        save_mean[:] = running_mean
-        save_invstd[:] = np.float32(1) / np.sqrt(running_var + eps)
+        np.copyto(save_mean, running_mean)  # invstd in place: the same float32 steps, no temporaries
+        np.add(running_var, eps, out=save_invstd)
+        np.sqrt(save_invstd, out=save_invstd)
+        np.divide(np.float32(1), save_invstd, out=save_invstd)
     bn_relu_pool_fwd_cpu(x, save_mean, save_invstd, gamma, beta, bool(relu), out, argmax)
     return out, argmax, save_mean, save_invstd
 
@@ -201,6 +203,9 @@ def bn_relu_pool_backward(gy, y, argmax, x, gamma, save_mean, save_invstd, relu=
             z = max_pool2d_backward(y, argmax, x.shape, gx=cuda.device_array(x.shape, np.float32))
             relu_backward(g, z, z, gx=g)
         return batchnorm2d_backward(g, x, gamma, save_mean, save_invstd, gx=gx, ggamma=ggamma, gbeta=gbeta)
+    for name, a in (("x", x), ("gy", gy), ("y", y)):  # gx is written while all three are read
+        if np.may_share_memory(gx, a):
+            raise ValueError(f"{op}: gx must not overlap {name} (x shape {tuple(x.shape)})")
     bad = bn_relu_pool_bwd_cpu(gy, y, argmax, x, gamma, save_mean, save_invstd, bool(relu), gx, ggamma, gbeta)
     if bad:
         raise ValueError(f"{op}: argmax holds {bad} indices outside [0, {h * w}) for x of shape {tuple(x.shape)}")
