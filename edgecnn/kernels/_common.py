@@ -62,6 +62,13 @@ def _c_strides(shape, dtype):
     return tuple(reversed(strides))
 
 
+def check_writable(op, name, a):
+    """A buffer the kernel writes must be writable (Numba would fail with a typing error)."""
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        raise ValueError(f"{op}: {name} is read-only (flags.writeable is False), shape {tuple(a.shape)}")
+    return a
+
+
 def check_shape(op, name, a, shape):
     """Check that ``a.shape == shape`` (after check_array)."""
     if tuple(a.shape) != tuple(shape):
@@ -78,6 +85,7 @@ def check_out(op, name, out, shape, dtype=np.float32, like=None):
         return np.empty(tuple(shape), dtype=dtype)
     check_array(op, name, out, None, dtype)
     check_shape(op, name, out, shape)  # a wrong rank is reported with the whole expected shape
+    check_writable(op, name, out)
     if like is not None and is_device_array(like) != is_device_array(out):
         raise TypeError(f"{op}: {name} must live where the inputs live "
                         f"({'device' if is_device_array(like) else 'host'})")

@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import njit
-from ._common import check_array, check_out, check_shape, is_device_array
+from ._common import check_array, check_out, check_shape, check_writable, is_device_array
 
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
@@ -208,6 +208,8 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training=True
                 raise TypeError(f"{op}: {name} is required in inference mode (x shape {tuple(x.shape)})")
         else:
             _channel_vec(op, name, a, c, x.shape)
+            if training:  # updated in place
+                check_writable(op, name, a)
     if (running_mean is None) != (running_var is None):
         raise TypeError(f"{op}: running_mean and running_var must both be arrays or both be None")
     momentum = _real(op, "momentum", momentum, 0.0, False, 1.0)

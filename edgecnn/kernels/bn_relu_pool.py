@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import njit
-from ._common import check_array, check_out, check_shape
+from ._common import check_array, check_out, check_shape, check_writable
 from .batchnorm import _channel_stats, _channel_vec, _on_device, _real, bwd_coefficients
 from .pool import _wins
 
@@ -135,6 +135,8 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, training=Tru
                             f"(x shape {tuple(x.shape)})")
         if a is not None:
             _channel_vec(op, name, a, c, x.shape)
+            if training and name[0] == "r":  # running statistics are updated in place
+                check_writable(op, name, a)
     if (running_mean is None) != (running_var is None):
         raise TypeError(f"{op}: running_mean and running_var must both be arrays or both be None")
     momentum = _real(op, "momentum", momentum, 0.0, False, 1.0)
