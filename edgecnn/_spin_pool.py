@@ -216,6 +216,8 @@ class SpinPool:
     def __init__(self):
         self._pid = None
         self._init()
+        if hasattr(os, "register_at_fork"):  # a forked child has the pool's state but not its
+            os.register_at_fork(after_in_child=self._init)  # threads (no getpid() per call)
 
     def _init(self):
         self.ctl = np.zeros(CTL_SIZE, np.int64)
@@ -223,8 +225,7 @@ class SpinPool:
         self._busy = threading.Lock()
         self._workers = []
         self._job = None
-        self._ready = {}  # call -> (kernel, its run_job), compiled with its serve loop for its arguments
-        self._serves = {}
+        self._ready = {}  # call -> (kernel, its run_job, its serve loop), compiled for its arguments
         self._seq = 0
         self._spins = 0
         self._pid = os.getpid()
@@ -252,29 +253,32 @@ class SpinPool:
         having done nothing, when the pool is busy with another thread's call."""
         if not 1 <= total <= 0xFFFF:
             raise ValueError(f"SpinPool.run: total must be between 1 and 65535 chunks, got {total}")
-        if self._pid != os.getpid():  # a forked child has the pool's state but not its threads
-            self._init()
-        if not self._busy.acquire(blocking=False):
+        if not self._busy.acquire(False):
             return False
         try:
             ready = self._ready.get(call)
             if ready is None or ready[0] is not kernel:
                 ready = self._prepare(call, kernel, src, fixed, out)
-            run_job = ready[1]
             if len(self._workers) < threads - 1:
                 self._ensure_workers(threads - 1)
-            self._seq += 1
-            self._job = (self._seq, call, self._serves[call], src, fixed, out)
-            r = run_job(self.ctl, self._seq, call, src, fixed, out, total, threads - 1, self._spins)
-            while r < 0:  # a worker is still in a chunk (descheduled?): wait without spinning
-                time.sleep(0)
-                r = 0 if _wait_finished(self.ctl, total, self._spins) else -1
-            if r > 0:
-                with self._cond:
-                    self._cond.notify_all()
+            seq = self._seq = self._seq + 1
+            self._job = (seq, call, ready[2], src, fixed, out)
+            r = ready[1](self.ctl, seq, call, src, fixed, out, total, threads - 1, self._spins)
+            if r:
+                self._after(r, total)
             return True
         finally:
             self._busy.release()
+
+    def _after(self, r, total):
+        """The rare ends of a call: wait (without spinning) for a worker still in a chunk
+        (descheduled?), and wake the workers that were asleep, for the next call."""
+        while r < 0:
+            time.sleep(0)
+            r = 0 if _wait_finished(self.ctl, total, self._spins) else -1
+        if r > 0:
+            with self._cond:
+                self._cond.notify_all()
 
     def _prepare(self, call, kernel, src, fixed, out):
         """Compile (or load) the loops for a new call here, not in a worker: compiling holds the
@@ -283,8 +287,7 @@ class SpinPool:
             self._calibrate()
         run_job, serve = loops(kernel)
         serve(self.ctl, -5, 0, 0, call, src, fixed, out)
-        self._serves[call] = serve
-        self._ready[call] = (kernel, run_job)
+        self._ready[call] = (kernel, run_job, serve)
         return self._ready[call]
 
     def _worker_main(self, index):

@@ -503,7 +503,7 @@ class _Plan:
         big = H >= 16 and H * W * cn >= _PARALLEL_MIN
         u8 = self.is_u8
         if self.kind == "gray":
-            ks, args = (K.to_gray_ser, K.to_gray_par), (W, u8)
+            ks, args = (K.to_gray[u8, False], K.to_gray[u8, True]), ()  # src: the (H, W, 3) frame
         else:
             top, left = self.kh // 2, self.kw // 2
             rowmap = _border_map(H, top, self.kh - 1 - top, border)
@@ -583,42 +583,50 @@ class _Plan:
                 ks = (K.corr2d_ser, K.corr2d_par)
                 args = (W, cn, gray, u8, rowmap, colmap, left, self.rstart, self.tj * cn, self.tk,
                         self.kh, self.kw)
-        ser, parf = ks
-        split = max(1, H // 8)
-        pick = _Pick()
-        token = _spin_pool.new_call_id()
-
-        def par(src, dst, threads):
-            # The spin pool when the arrays allow it (its workers read them by address); Numba's
-            # OpenMP pool otherwise, or when another thread is using the spin pool.
-            if _spin[0] and src.flags.c_contiguous and dst.flags.c_contiguous:
-                chunks = max(threads, min(H // _SPIN_CHUNK_ROWS, _SPIN_CHUNKS_PER_THREAD * threads))
-                if _spin_pool.POOL.run(token, ser, src, args, dst, chunks, threads):
-                    return
-            parf(src, *args, dst, min(split, threads))
-
-        def call(image, out):
-            threads = _threads() if big and _parallel[0] else 1
-            # 2-D arrays go as they are (a reshape costs ~0.15 us, 0.3 % of a 50 us filter)
-            src = image if image.ndim == 2 else image.reshape(H, -1)
-            dst = out if out.ndim == 2 else out.reshape(H, -1)
-            way = pick.way(threads) if threads > 1 else 0
-            if way == 1:
-                par(src, dst, threads)
-            elif way == 0:
-                ser(src, *args, dst, 1)
-            else:  # a probe: time this call
-                t = time.perf_counter()
-                if way == 3:
-                    par(src, dst, threads)
-                else:
-                    ser(src, *args, dst, 1)
-                pick.record(way, time.perf_counter() - t)
-            return out
-        return call
+        return _bound_call(H, image.ndim == 3 and self.kind != "gray", len(self.out_shape(image, gray)) == 3,
+                           big, ks, args, _GRAY_CHUNKS_PER_THREAD if self.kind == "gray" else _SPIN_CHUNKS_PER_THREAD)
 
     def run(self, image, border, gray, out):
         return self.bind(image, border, gray)(image, out)
+
+
+def _bound_call(H, flat_src, flat_dst, big, ks, args, per_thread):
+    """call(image, out) running the serial kernel ks[0] or the parallel one ks[1] with the fixed
+    ``args``. The arrays are the ones apply() validated (C-contiguous, shapes and dtypes of this
+    binding), so nothing is checked again: after a frame has streamed through the caches this
+    Python is cold, and each step here costs ~0.1-0.5 us of a 30 us call."""
+    ser, parf = ks
+    if not big:
+        def call(image, out):
+            ser(image.reshape(H, -1) if flat_src else image, *args, out.reshape(H, -1) if flat_dst else out, 1)
+            return out
+        return call
+    split = max(1, H // 8)
+    pick = _Pick()
+    token = _spin_pool.new_call_id()
+    run = _spin_pool.POOL.run
+
+    def call(image, out):
+        src = image.reshape(H, -1) if flat_src else image
+        dst = out.reshape(H, -1) if flat_dst else out
+        threads = _threads() if _parallel[0] else 1
+        way = pick.way(threads) if threads > 1 else 0
+        if way == 0:
+            ser(src, *args, dst, 1)
+            return out
+        t = time.perf_counter() if way > 1 else 0.0  # ways 2 and 3: probes, timed
+        if way == 2:
+            ser(src, *args, dst, 1)
+        # Parallel: the spin pool (its workers read the arrays by address); Numba's OpenMP pool
+        # when another Python thread is using the spin pool.
+        elif not (_spin[0] and run(token, ser, src, args, dst,
+                                   max(threads, min(H // _SPIN_CHUNK_ROWS, per_thread * threads)),
+                                   threads)):
+            parf(src, *args, dst, min(split, threads))
+        if way > 1:
+            pick.record(way, time.perf_counter() - t)
+        return out
+    return call
 
 
 _K3SEP = [True]  # separable 3x3 kernels as two passes (False: the 9-tap one-pass kernel)
@@ -629,6 +637,9 @@ _parallel = [True]
 _spin = [True]  # parallel calls on edgecnn._spin_pool (False: Numba's OpenMP pool)
 _SPIN_CHUNK_ROWS = 16  # rows per chunk at least (each chunk re-reads kh - 1 rows of halo)
 _SPIN_CHUNKS_PER_THREAD = 8  # several per thread: a worker that joins late still gets a share
+# BGR->gray streams the frame once with no halo, and every chunk restarts the hardware
+# prefetchers: 640x480 float32 at 2 threads took 31.8 us in 16 chunks, 30.5 in 4
+_GRAY_CHUNKS_PER_THREAD = 2
 
 
 def set_parallel(enabled):
@@ -646,18 +657,22 @@ def set_parallel(enabled):
 
 
 _PROBE = 5  # timed calls of each way before choosing
-_REPROBE = 2048  # calls between re-checks (load from other processes comes and goes)
+_REPROBE_FIRST = 64  # calls until the first re-check, doubled while the choice holds
+_REPROBE_MAX = 4096  # (load from other processes comes and goes; a wrong choice is undone soon)
 
 
 class _Pick:
     """Serial or parallel for one bound filter call, by timing: one untimed call each way, then
     ``_PROBE`` timed calls each way, alternating, then the way with the lower median until the
-    next probe ``_REPROBE`` calls later. way(): 0 serial, 1 parallel, 2 serial timed, 3 parallel timed (then record())."""
+    next probe. Probes come ``_REPROBE_FIRST`` calls apart, twice as far each time the choice
+    holds, up to ``_REPROBE_MAX``: a choice made while, say, another library's workers were still
+    spinning on the cores is revisited within ~80 calls, a steady one costs a probe in thousands.
+    way(): 0 serial, 1 parallel, 2 serial timed, 3 parallel timed (then record())."""
 
-    __slots__ = ("n", "threads", "par", "ts", "tp")
+    __slots__ = ("n", "threads", "par", "ts", "tp", "every")
 
     def __init__(self):
-        self.threads, self.par = 0, True
+        self.threads, self.par, self.every = 0, True, _REPROBE_FIRST
         self._reset()
 
     def _reset(self):
@@ -667,21 +682,24 @@ class _Pick:
         if _parallel[0] == "always":
             return 1
         if threads != self.threads:  # a new thread count: probe again
-            self.threads = threads
+            self.threads, self.every = threads, _REPROBE_FIRST
             self._reset()
         self.n += 1
         if self.n <= 2:  # one untimed call each way first: compiling or loading a kernel, starting
             return self.n % 2  # a pool, and the first call on fresh buffers are not what we compare
         if self.n <= 2 + 2 * _PROBE:
             return 3 if self.n % 2 else 2
-        if self.n >= _REPROBE:
+        if self.n >= self.every:
             self._reset()
+            self.n = 2  # the untimed calls are done
         return 1 if self.par else 0
 
     def record(self, way, seconds):
         (self.tp if way == 3 else self.ts).append(seconds)
         if len(self.ts) == _PROBE and len(self.tp) == _PROBE:
-            self.par = sorted(self.tp)[_PROBE // 2] < sorted(self.ts)[_PROBE // 2]
+            par = sorted(self.tp)[_PROBE // 2] < sorted(self.ts)[_PROBE // 2]
+            self.every = min(2 * self.every, _REPROBE_MAX) if par == self.par else _REPROBE_FIRST
+            self.par = par
 
 
 def _resolve(op, name_or_kernel, params):
@@ -707,18 +725,25 @@ def apply(image, name_or_kernel, border="reflect101", out=None, gray=False, **pa
     key = None
     if type(name_or_kernel) is str and type(image) is np.ndarray:
         try:
-            key = (name_or_kernel, border, bool(gray), _fast_params(params) if params else (),
+            key = (name_or_kernel, border, gray, _fast_params(params) if params else (),
                    image.shape, image.dtype.char)
             fast = _FAST.get(key)
         except TypeError:  # unhashable or unusual parameters
             key = fast = None
-        if fast is not None and image.flags.c_contiguous:
-            shape, odt, call = fast
-            if out is None:
-                return call(image, np.empty(shape, odt))
-            if (type(out) is np.ndarray and out.shape == shape and out.dtype == odt
-                    and out.flags.c_contiguous and not np.may_share_memory(out, image)):
-                return call(image, out)
+        if fast is not None:
+            fi = image.flags
+            if fi.c_contiguous:
+                shape, odt, call = fast
+                if out is None:
+                    return call(image, np.empty(shape, odt))
+                if type(out) is np.ndarray and out.shape == shape and out.dtype is odt:
+                    fo = out.flags
+                    # two arrays that each own their memory are apart unless they are one array
+                    # (np.may_share_memory costs ~1-6 us once a frame has flushed the caches)
+                    if fo.c_contiguous and fo.writeable and (
+                            (fo.owndata and fi.owndata and out is not image)
+                            or not np.may_share_memory(out, image)):
+                        return call(image, out)
     op = "filters.apply"
     dev = is_device_array(image)  # CUDA device array: the same checks, then the CUDA twin
     _image(op, image, gray)

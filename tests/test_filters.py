@@ -180,15 +180,27 @@ def test_gray_fused_equals_cvtcolor_then_filter(name, dtype):
             _check(got, want.astype(np.float32), f"fused gray + {name}")
 
 
-def test_gray_float32_rows_at_every_alignment():
-    # the float32 kernel peels pixels by the row's address (aligned vector loads): rows starting at
-    # each of the 16 float offsets in a 64-byte line, widths below and above one vector
+def test_gray_float32_at_every_alignment_of_image_and_out():
+    # the float32 kernel peels pixels by the image's and out's addresses (aligned vector loads and
+    # stores): both start at each of the 16 float offsets in a 64-byte line; widths below and
+    # above one vector; a frame big enough to run in chunks on several threads, whose chunk
+    # starts fall at other offsets
     rng = np.random.default_rng(12)
-    for w in (1, 2, 5, 17, 33, 640):
+    for h, w in ((7, 1), (7, 2), (7, 5), (7, 17), (7, 33), (7, 640), (61, 333)):
         for off in range(16):
-            flat = (rng.random(off + 7 * w * 3) * 255).astype(np.float32)
-            img = flat[off:].reshape(7, w, 3)
-            _check(F.apply(img, "gray"), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), f"gray w={w} offset={off}")
+            flat = (rng.random(off + h * w * 3) * 255).astype(np.float32)
+            img = flat[off:].reshape(h, w, 3)
+            want = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+            for out_off in (0, 1, 4, 7, 8, 13):
+                out = np.full(out_off + h * w, np.nan, np.float32)[out_off:].reshape(h, w)
+                for parallel in (False, "always"):
+                    F.set_parallel(parallel)
+                    try:
+                        r = F.apply(img, "gray", out=out)
+                    finally:
+                        F.set_parallel(True)
+                    assert r is out
+                    _check(out, want, f"gray {h}x{w} offset={off} out offset={out_off} parallel={parallel}")
 
 
 def test_uint8_float_kernel_out_of_int_range_matches_opencv():
@@ -620,3 +632,44 @@ def test_uint8_box_flat_strips_and_running_sums(ksize, border):
                     F._BOXFLAT[0] = True
                     F._FAST.clear()
                 _check(got, ref, f"box {ksize} {shape} {border} {mode} flat={flat}")
+
+
+def _drive_pick(pick, calls, cost):
+    """Run ``calls`` calls through a _Pick at 2 threads; cost(call index, parallel) is a probe's
+    time. Returns the way each call took (True: parallel)."""
+    ways = []
+    for i in range(calls):
+        w = pick.way(2)
+        if w in (2, 3):
+            pick.record(w, cost(i, w == 3))
+        ways.append(w in (1, 3))
+    return ways
+
+
+def test_timed_choice_revisits_a_choice_made_at_a_bad_moment(monkeypatch):
+    # the first probe sees parallel calls slowed (another library's workers still spinning):
+    # serial is chosen, and parallel is back within the first re-check, ~80 calls later
+    monkeypatch.setattr(F, "_parallel", [True])
+    pick = F._Pick()
+    ways = _drive_pick(pick, 400, lambda i, par: (2.0 if i < 20 else 0.6) if par else 1.0)
+    assert not any(ways[12:F._REPROBE_FIRST])  # serial after the first probe
+    back = F._REPROBE_FIRST + 2 * F._PROBE  # the re-check's last probe call
+    assert all(ways[back:back + 50])  # parallel after the re-check
+    # while the choice holds, re-checks get rarer: 400 more calls hold at most 3 more probes
+    n_probe = 0
+    for i in range(400):
+        w = pick.way(2)
+        if w in (2, 3):
+            n_probe += 1
+            pick.record(w, 0.6 if w == 3 else 1.0)
+    assert n_probe <= 3 * 2 * F._PROBE
+
+
+def test_timed_choice_keeps_serial_when_parallel_is_slower(monkeypatch):
+    # a core busy with other work: parallel loses every probe, serial is kept, checks get rarer
+    monkeypatch.setattr(F, "_parallel", [True])
+    pick = F._Pick()
+    ways = _drive_pick(pick, 3000, lambda i, par: 2.0 if par else 1.0)
+    probe_calls = 2 * F._PROBE
+    assert sum(ways) <= 1 + probe_calls // 2 * 7  # only the parallel probe calls ran parallel
+    assert pick.every > F._REPROBE_FIRST * 8

@@ -3,6 +3,7 @@ would otherwise fail with a typing error deep inside), and nothing is written.""
 import numpy as np
 import pytest
 
+from edgecnn import filters as F
 from edgecnn import kernels as K
 
 
@@ -46,3 +47,15 @@ def test_batchnorm_inference_reads_read_only_running_statistics():
     rv.flags.writeable = False
     y, _, _ = K.batchnorm2d_forward(x, np.ones(3, np.float32), np.zeros(3, np.float32), rm, rv, training=False)
     np.testing.assert_allclose(y, x / np.sqrt(np.float32(1 + 1e-5)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("first_call_writable", [False, True], ids=["first-call", "after-a-call"])
+def test_filter_read_only_out_is_refused_on_both_paths(first_call_writable):
+    # apply() checks a call like an earlier one on a shorter path: that path refuses it too
+    img = (np.random.default_rng(1).random((9, 11, 3)) * 255).astype(np.float32)
+    if first_call_writable:
+        F.apply(img, "gray", out=np.empty((9, 11), np.float32))
+    out = _ro((9, 11))
+    with pytest.raises(ValueError, match=r"out is read-only"):
+        F.apply(img, "gray", out=out)
+    assert not out.any()
