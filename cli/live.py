@@ -66,6 +66,9 @@ def live(source, model, headless, output, record, max_frames, filters, view, min
         raise click.ClickException(f"cannot load model: {e}") from None
     except ValueError as e:
         raise click.UsageError(str(e).replace("live: ", "")) from None
+    except KeyboardInterrupt:  # before the frame loop (it ends on Ctrl-C with a summary itself)
+        click.echo("live: interrupted before the first frame; the source was released", err=True)
+        sys.exit(130)
     click.echo(L.format_summary(summary), err=True)
     if summary_json:
         with open(summary_json, "w") as f:

@@ -69,7 +69,8 @@ class TrainingStopped(Exception):
 
 
 class Interrupted(TrainingStopped):
-    """Ctrl-C: a checkpoint was saved at the last finished batch."""
+    """Ctrl-C: a checkpoint was saved at the last finished batch (``checkpoint`` is None when it
+    came before training started and there is none)."""
 
 
 class Diverged(TrainingStopped):
@@ -412,16 +413,24 @@ class Trainer:
         if resume:
             if not os.path.exists(self.checkpoint_path):
                 raise FileNotFoundError(f"no checkpoint to resume from at {self.checkpoint_path}")
-            tree = ckpt.load(self.checkpoint_path)
-        self._setup(config)
-        self.model.summary(print_fn=self._say)  # what Keras users look at before the first epoch
-        if tree is not None:
-            self._restore(tree)
-            s = self.state
-            self._say(f"resuming from {self.checkpoint_path}: epoch {s['epoch'] + 1}, batch "
-                      f"{self.batches.position}/{len(self.batches)}, step {s['step']}")
-        os.makedirs(self.run_dir, exist_ok=True)
-        warm, how = self._warm_up()
+        phase = "loading the data"
+        try:  # Ctrl-C before the first batch: say what happened (nothing trained), as after it
+            if resume:
+                tree = ckpt.load(self.checkpoint_path)
+            self._setup(config)
+            self.model.summary(print_fn=self._say)  # what Keras users look at before the first epoch
+            if tree is not None:
+                self._restore(tree)
+                s = self.state
+                self._say(f"resuming from {self.checkpoint_path}: epoch {s['epoch'] + 1}, batch "
+                          f"{self.batches.position}/{len(self.batches)}, step {s['step']}")
+            os.makedirs(self.run_dir, exist_ok=True)
+            phase = "JIT warm-up"
+            warm, how = self._warm_up()
+        except KeyboardInterrupt:
+            kept = self.checkpoint_path if resume else None
+            raise Interrupted(f"interrupted before training started (during {phase}): nothing was trained"
+                              + (f"; the checkpoint {kept} is unchanged" if kept else ""), checkpoint=kept) from None
         self._say(f"JIT warm-up {warm:.2f}s: {how} (not counted as training)")
         old_handler = self._install_sigint()
         blas = _blas_one_thread()
@@ -436,9 +445,14 @@ class Trainer:
                              device=self.device)
         if self.test is not None:
             t0 = time.perf_counter()
-            xt = self.normalization.apply(self.test[0])
-            result.test_loss, result.test_accuracy, pred = evaluate(self.model, xt, self.test[1],
-                                                                    self.config.eval_batch_size)
+            try:
+                xt = self.normalization.apply(self.test[0])
+                result.test_loss, result.test_accuracy, pred = evaluate(self.model, xt, self.test[1],
+                                                                        self.config.eval_batch_size)
+            except KeyboardInterrupt:
+                raise Interrupted(f"interrupted during the test evaluation: training finished and its checkpoint "
+                                  f"is {self.checkpoint_path}; continue with --resume to evaluate and save the "
+                                  f"model", checkpoint=self.checkpoint_path, result=result) from None
             result.confusion = confusion_matrix(self.test[1], pred)
             self._say(f"test loss {result.test_loss:.4f} accuracy {result.test_accuracy:.4%} "
                       f"({int((pred != self.test[1]).sum())} of {len(pred)} wrong, {time.perf_counter() - t0:.1f}s)")

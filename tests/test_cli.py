@@ -51,6 +51,20 @@ def test_train_option_errors_are_one_clear_line(tmp_path):
     assert r.exit_code != 0 and "Traceback" not in r.output
 
 
+def test_train_ctrl_c_before_the_first_batch_is_one_line_and_exit_130(tmp_path, mnist_dir, monkeypatch):
+    from edgecnn import train as T
+
+    def interrupted_warm_up(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(T.Trainer, "_warm_up", interrupted_warm_up)
+    r = invoke("train", "--model", "lenet5", "--epochs", "1", "--limit", "200", "--data-dir", mnist_dir,
+               "--output", tmp_path / "m.ecnn")
+    assert r.exit_code == 130, r.output
+    assert "interrupted before training started (during JIT warm-up): nothing was trained" in r.output
+    assert "Aborted" not in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "m.ecnn").exists()
+
+
 def _gpu_usable():
     from edgecnn.kernels.cuda import _device
     return _device.is_available()

@@ -201,6 +201,29 @@ def test_sigint_to_the_command_ends_it_with_a_summary(folder, untrained, tmp_pat
     assert took < 1.5, f"{took:.2f} s from SIGINT to exit (interpreter shutdown included)"
 
 
+def test_ctrl_c_during_warm_up_releases_the_source_and_exits_130(folder, untrained, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgecnn import live_detect, live_sources
+    from edgecnn_cli.main import main
+    released = []
+    real_release = live_sources.FrameSource.release
+
+    def release(self):
+        released.append(self.describe())
+        return real_release(self)
+
+    def interrupted(self, shape):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(live_sources.FrameSource, "release", release)
+    monkeypatch.setattr(live_detect.DigitDetector, "warmup", interrupted)
+    r = CliRunner().invoke(main, ["live", str(folder[0]), "--headless", "--model", str(untrained)])
+    assert r.exit_code == 130, r.output
+    assert "interrupted before the first frame; the source was released" in r.output
+    assert "Aborted" not in r.output and "Traceback" not in r.output
+    assert released
+
+
 def test_live_modules_do_not_import_cv2_at_import():
     code = ("import sys, edgecnn.live, edgecnn.live_detect, edgecnn.live_sources, edgecnn.live_overlay; "
             "print('cv2' in sys.modules)")

@@ -127,6 +127,35 @@ def test_real_sigint_stops_at_the_batch_boundary(small, tmp_path):
     assert ckpt.load(ckpt.path_in(tmp_path / "s"))["batches"]["position"] == 3
 
 
+def test_ctrl_c_before_training_says_nothing_was_trained(small, tmp_path, monkeypatch):
+    def interrupted_warm_up(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(T.Trainer, "_warm_up", interrupted_warm_up)
+    with pytest.raises(T.Interrupted, match=r"before training started \(during JIT warm-up\): nothing was "
+                                            r"trained") as e:
+        run(small, tmp_path / "w")
+    assert e.value.checkpoint is None
+    assert not os.path.exists(ckpt.path_in(tmp_path / "w"))
+
+
+def test_ctrl_c_during_the_test_evaluation_keeps_the_run_and_resume_finishes_it(small, tmp_path, monkeypatch):
+    full, _ = run(small, tmp_path / "full")
+    real = T.evaluate
+
+    def interrupted(model, x, y, *a, **k):  # Ctrl-C in the test evaluation (not in validation)
+        if len(y) == len(small.test_labels):
+            raise KeyboardInterrupt
+        return real(model, x, y, *a, **k)
+    monkeypatch.setattr(T, "evaluate", interrupted)
+    with pytest.raises(T.Interrupted, match="during the test evaluation.*--resume") as e:
+        run(small, tmp_path / "cut")
+    assert e.value.checkpoint == ckpt.path_in(tmp_path / "cut")
+    monkeypatch.setattr(T, "evaluate", real)
+    resumed, _ = run(small, tmp_path / "cut", resume=True)
+    assert resumed.test_accuracy == full.test_accuracy
+    assert_same(weights(full.model), weights(resumed.model))
+
+
 def test_checkpoint_and_log_contents(small, tmp_path):
     res, text = run(small, tmp_path / "l")
     lines = [json.loads(x) for x in (tmp_path / "l" / T.LOG_NAME).read_text().splitlines()]
