@@ -509,8 +509,14 @@ class Trainer:
             seconds = bar.close()
             s["train_seconds"] += time.perf_counter() - t0
             s["epoch"] = epoch + 1
-            record = self._end_epoch(epoch, seconds, (n_batches - start_pos) * c.batch_size)
-            self.save_checkpoint()
+            try:  # a second Ctrl-C during validation or the save (the first one waits for a batch)
+                record = self._end_epoch(epoch, seconds, (n_batches - start_pos) * c.batch_size)
+                self.save_checkpoint()  # written whole, then renamed: the old one or the new one
+            except KeyboardInterrupt:
+                kept = self.checkpoint_path if os.path.exists(self.checkpoint_path) else None
+                raise Interrupted(f"aborted at the end of epoch {epoch + 1}, before its checkpoint was saved"
+                                  + (f"; the last one ({kept}) is kept: continue with --resume" if kept else
+                                     ": no checkpoint written"), checkpoint=kept) from None
             self._append_log(record)
             if record.get("early_stop"):
                 self._say(f"early stopping: validation loss has not improved for {c.patience} epochs; "

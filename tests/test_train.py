@@ -156,6 +156,28 @@ def test_ctrl_c_during_the_test_evaluation_keeps_the_run_and_resume_finishes_it(
     assert_same(weights(full.model), weights(resumed.model))
 
 
+def test_second_ctrl_c_during_validation_keeps_the_last_checkpoint(small, tmp_path, monkeypatch):
+    # interrupted in epoch 2's validation: epoch 1's checkpoint stays, and resuming from it gives
+    # the uninterrupted run's weights
+    full, _ = run(small, tmp_path / "full")
+    real = T.evaluate
+    calls = []
+
+    def interrupted(model, x, y, *a, **k):
+        calls.append(len(y))
+        if len(calls) == 2:  # the second validation
+            raise KeyboardInterrupt
+        return real(model, x, y, *a, **k)
+    monkeypatch.setattr(T, "evaluate", interrupted)
+    with pytest.raises(T.Interrupted, match="aborted at the end of epoch 2.*is kept: continue with --resume") as e:
+        run(small, tmp_path / "cut")
+    assert e.value.checkpoint == ckpt.path_in(tmp_path / "cut")
+    assert ckpt.load(e.value.checkpoint)["state"]["epoch"] == 1
+    monkeypatch.setattr(T, "evaluate", real)
+    resumed, _ = run(small, tmp_path / "cut", resume=True)
+    assert_same(weights(full.model), weights(resumed.model))
+
+
 def test_checkpoint_and_log_contents(small, tmp_path):
     res, text = run(small, tmp_path / "l")
     lines = [json.loads(x) for x in (tmp_path / "l" / T.LOG_NAME).read_text().splitlines()]
