@@ -23,9 +23,11 @@ import numpy as np
 from llvmlite import ir
 from numba import prange
 from numba.core import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
+from . import _simd
 from ._jit import _OPTIONS, njit
+from ._simd import gray16_u8
 
 # Border modes (codes shared with filters.py).
 REFLECT101, CONSTANT, REPLICATE = 0, 1, 2
@@ -81,7 +83,43 @@ def _fill_border_cols(buf, colmap, left, W, cn):
             buf[p * cn + ch] = 0 if c < 0 else buf[(left + c) * cn + ch]
 
 
-@njit
+GRAY_SIMD = True  # uint8 BGR->gray through edgecnn._simd.gray16_u8 (False: the plain loop, for tests)
+
+
+def gray_simd_prefix(src, s0, dst, d0, n):
+    """Convert pixels d0, d0+16, ... of dst from the BGR bytes of src (pixel d0 at byte s0), 16 at
+    a time, while a step's 64-byte read stays inside src and its 16 pixels inside the first n;
+    returns how many pixels it converted. A no-op returning 0 for non-uint8 sources (kernels
+    compile both dtypes' branches)."""
+    raise NotImplementedError  # compiled code only (see the overload below)
+
+
+@overload(gray_simd_prefix)  # not cached on its own: compiled into its (tagged) callers
+def _gray_simd_prefix(src, s0, dst, d0, n):
+    if src.dtype != types.uint8:
+        return lambda src, s0, dst, d0, n: 0
+
+    def impl(src, s0, dst, d0, n):
+        x = 0
+        while x + 16 <= n and s0 + 3 * x + 64 <= src.size:
+            gray16_u8(src, s0 + 3 * x, dst, d0 + x)
+            x += 16
+        return x
+    return impl
+
+
+def _tagged(f):
+    """njit(f) under a name carrying edgecnn._simd's digest. Numba reuses a cached function until the
+    file defining it changes, not the files of what it calls: a kernel cached with an older
+    gray16_u8 would keep it. Kernels from _compile carry the digest too."""
+    import types as pytypes
+    name = f"{f.__name__}_{_simd.TAG}"
+    g = pytypes.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), f.__globals__, name)
+    g.__qualname__ = name
+    return njit(g)
+
+
+@_tagged
 def load_row(src, r, colmap, left, W, cn, gray, is_u8, buf):
     if r < 0:
         for i in range(buf.shape[0]):
@@ -91,9 +129,12 @@ def load_row(src, r, colmap, left, W, cn, gray, is_u8, buf):
     if gray:
         dst = buf[left:left + W]
         if is_u8:
-            for x in range(W):
-                dst[x] = (np.int32(row[3 * x]) * 3735 + np.int32(row[3 * x + 1]) * 19235
-                          + np.int32(row[3 * x + 2]) * 9798 + 16384) >> 15
+            x = gray_simd_prefix(row, 0, dst, 0, W) if GRAY_SIMD else 0  # the row's last <= 21
+            r3 = row[3 * x:]                                                 # pixels below
+            d = dst[x:]
+            for i in range(W - x):
+                d[i] = (np.int32(r3[3 * i]) * 3735 + np.int32(r3[3 * i + 1]) * 19235
+                        + np.int32(r3[3 * i + 2]) * 9798 + 16384) >> 15
         else:
             for x in range(W):
                 dst[x] = (np.float32(row[3 * x]) * np.float32(0.114)
@@ -1174,7 +1215,7 @@ def _compile(f, parallel, suffix="", fastmath=None, **bind):
     ``fastmath`` overrides the project's flags (_jit.FASTMATH) for kernels that must round
     exactly like OpenCV."""
     import types
-    name = f.__name__.lstrip("_") + suffix + ("_par" if parallel else "_ser")
+    name = f.__name__.lstrip("_") + suffix + ("_par" if parallel else "_ser") + "_" + _simd.TAG
     env = dict(f.__globals__)
     env.update(bind)
     g = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), env, name)
@@ -1294,12 +1335,13 @@ def _to_gray(src, out, nchunks):
     for c in prange(chunk_first(nchunks), chunk_stop(nchunks)):
         y0, y1 = _chunk(c, nchunks, H)
         a, b = y0 * W, y1 * W
-        if IS_U8:  # (loops over views from 0: an index from a, times 3, might wrap for LLVM)
-            r = fs[3 * a:3 * b]
-            o = fo[a:b]
-            for x in range(b - a):
-                o[x] = (np.int32(r[3 * x]) * 3735 + np.int32(r[3 * x + 1]) * 19235
-                        + np.int32(r[3 * x + 2]) * 9798 + 16384) >> 15
+        if IS_U8:
+            x = a + (gray_simd_prefix(fs, 3 * a, fo, a, b - a) if GRAY_SIMD else 0)
+            r = fs[3 * x:3 * b]  # (loops over views from 0: an index from a, times 3, might wrap
+            o = fo[x:b]          # for LLVM and keep it from vectorizing)
+            for i in range(b - x):
+                o[i] = (np.int32(r[3 * i]) * 3735 + np.int32(r[3 * i + 1]) * 19235
+                        + np.int32(r[3 * i + 2]) * 9798 + 16384) >> 15
         else:
             p = a + min(b - a, _gray_peel(fs, fo, a))
             for x in range(a, p):
@@ -1317,6 +1359,7 @@ def _to_gray(src, out, nchunks):
 gradient_par, gradient_ser = _compile(_gradient, True), _compile(_gradient, False)
 to_gray = {(u8, par): _compile(_to_gray, par, "_u8" if u8 else "_f32", IS_U8=u8)
            for u8 in (False, True) for par in (False, True)}
+to_gray_u8_loop = _compile(_to_gray, False, "_u8_loop", IS_U8=True, GRAY_SIMD=False)
 
 # 16-bit variants: int16 for signed kernels, uint16 for non-negative ones (sums up to 65535).
 _cp16 = {t.__name__: _compile(_col_post16, False, "_" + t.__name__, NARROW=t) for t in (np.int16, np.uint16)}
