@@ -3,7 +3,7 @@ beside an OpenCV-only pipeline of the same steps timed in the same run (frames i
 
     python benchmarks/live.py [--frames 300] [--model lenet5] [--threads 2] [--json PATH]
 
-Stages (both sides): gray (cv2.cvtColor on both), paper (local paper brightness on a 16 px grid),
+Stages (both sides): gray (edgecnn.filters "gray" against cv2.cvtColor), paper (local paper brightness on a 16 px grid),
 binarize+components (ink relative to the paper, threshold, 8-connected components), candidates (stroke
 merging and size/aspect/fill filters: the same compiled function on both sides, fed each side's
 components), normalize (MNIST-style 28x28 per candidate), inference (the same classifier on both sides,
