@@ -138,19 +138,28 @@ def test_ctrl_c_before_training_says_nothing_was_trained(small, tmp_path, monkey
     assert not os.path.exists(ckpt.path_in(tmp_path / "w"))
 
 
-def test_ctrl_c_during_the_test_evaluation_keeps_the_run_and_resume_finishes_it(small, tmp_path, monkeypatch):
-    full, _ = run(small, tmp_path / "full")
+def ctrl_c_in_evaluate(monkeypatch, when):
+    """T.evaluate raises KeyboardInterrupt (Ctrl-C) on the calls where when(call number from 1, labels) is
+    true; returns a function that puts the real one back."""
     real = T.evaluate
+    calls = []
 
-    def interrupted(model, x, y, *a, **k):  # Ctrl-C in the test evaluation (not in validation)
-        if len(y) == len(small.test_labels):
+    def evaluate(model, x, y, *a, **k):
+        calls.append(len(y))
+        if when(len(calls), y):
             raise KeyboardInterrupt
         return real(model, x, y, *a, **k)
-    monkeypatch.setattr(T, "evaluate", interrupted)
+    monkeypatch.setattr(T, "evaluate", evaluate)
+    return lambda: monkeypatch.setattr(T, "evaluate", real)
+
+
+def test_ctrl_c_during_the_test_evaluation_keeps_the_run_and_resume_finishes_it(small, tmp_path, monkeypatch):
+    full, _ = run(small, tmp_path / "full")
+    restore = ctrl_c_in_evaluate(monkeypatch, lambda i, y: len(y) == len(small.test_labels))  # not validation
     with pytest.raises(T.Interrupted, match="during the test evaluation.*--resume") as e:
         run(small, tmp_path / "cut")
     assert e.value.checkpoint == ckpt.path_in(tmp_path / "cut")
-    monkeypatch.setattr(T, "evaluate", real)
+    restore()
     resumed, _ = run(small, tmp_path / "cut", resume=True)
     assert resumed.test_accuracy == full.test_accuracy
     assert_same(weights(full.model), weights(resumed.model))
@@ -160,20 +169,12 @@ def test_second_ctrl_c_during_validation_keeps_the_last_checkpoint(small, tmp_pa
     # interrupted in epoch 2's validation: epoch 1's checkpoint stays, and resuming from it gives
     # the uninterrupted run's weights
     full, _ = run(small, tmp_path / "full")
-    real = T.evaluate
-    calls = []
-
-    def interrupted(model, x, y, *a, **k):
-        calls.append(len(y))
-        if len(calls) == 2:  # the second validation
-            raise KeyboardInterrupt
-        return real(model, x, y, *a, **k)
-    monkeypatch.setattr(T, "evaluate", interrupted)
+    restore = ctrl_c_in_evaluate(monkeypatch, lambda i, y: i == 2)  # the second validation
     with pytest.raises(T.Interrupted, match="aborted at the end of epoch 2.*is kept: continue with --resume") as e:
         run(small, tmp_path / "cut")
     assert e.value.checkpoint == ckpt.path_in(tmp_path / "cut")
     assert ckpt.load(e.value.checkpoint)["state"]["epoch"] == 1
-    monkeypatch.setattr(T, "evaluate", real)
+    restore()
     resumed, _ = run(small, tmp_path / "cut", resume=True)
     assert_same(weights(full.model), weights(resumed.model))
 
