@@ -399,17 +399,19 @@ def test_train_step_allocates_no_activation_memory():
     # large as an activation buffer, and nothing that scales with the batch
     assert peak < smallest, f"a step allocated {peak} bytes transiently (smallest buffer {smallest})"
     # with threads, what is alive at once depends on their timing (a few KB either way); on one
-    # thread a step's allocations are deterministic, so batch 8 and batch 64 must match exactly
+    # kernel thread a step's own allocations are deterministic, so the smallest per-step peak (an
+    # allocation that scales with the batch shows in every step) must match exactly for batch 8 and
+    # 64. The largest is not compared: other Python threads in the process (pool workers left by
+    # earlier tests) can allocate a few hundred bytes meanwhile (272 in one CI run on a busy host)
     import numba
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        _, peak8, low8, _ = _step_memory(8, steps=3)
-        _, peak64, low64, _ = _step_memory(64, steps=3)
+        _, _, low8, _ = _step_memory(8, steps=3)
+        _, _, low64, _ = _step_memory(64, steps=3)
     finally:
         numba.set_num_threads(before)
-    assert (peak64, low64) == (peak8, low8), \
-        f"transient allocations scale with the batch: {peak8} -> {peak64} bytes"
+    assert low64 == low8, f"transient allocations scale with the batch: {low8} -> {low64} bytes"
 
 
 def test_dropout_masks_are_reproducible_via_rng_state():
