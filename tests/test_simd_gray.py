@@ -1,6 +1,6 @@
 """uint8 BGR->gray through edgecnn._simd.gray16_u8 (16 pixels a step): bit-exact with cv2.cvtColor for
 every colour, at every size and offset, never reading past the frame (checked against a guard page),
-in the plain-loop variant, and in the plain-IR form compiled for a CPU without AVX-512."""
+in the plain-loop variant, and in the forms compiled for CPUs without AVX-512 (plain IR, AVX2)."""
 import os
 import subprocess
 import sys
@@ -84,19 +84,39 @@ def test_never_reads_past_the_frame():
         f"exit {r.returncode} (a negative code is the signal: -11 is a read past the frame)\n{r.stderr[-2000:]}")
 
 
-_PLAIN_IR = textwrap.dedent("""
+_OTHER_TARGET = textwrap.dedent("""
+    import sys
     import numpy as np, cv2
     from edgecnn import _simd, filters as F
-    assert not _simd._PMADDWD
+    assert (_simd._PMADDWD, _simd._PMADDWD_256) == (False, sys.argv[1] == "avx2"), (_simd._PMADDWD, _simd._PMADDWD_256)
     F.set_parallel(False)
     img = np.random.default_rng(5).integers(0, 256, (23, 250, 3), dtype=np.uint8)
     assert (F.apply(img, "gray") == cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)).all()
+    assert (F.apply(img, "box", ksize=3, gray=True) == F.apply(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), "box", ksize=3)).all()
     print("ok")
 """)
 
 
-def test_plain_ir_form_for_cpus_without_avx512(tmp_path):
-    # compiled for a generic x86-64 / other CPU: the multiply-adds are plain LLVM IR
-    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
-    r = subprocess.run([sys.executable, "-c", _PLAIN_IR], capture_output=True, text=True, timeout=600, env=env)
+def _x86_features_without_avx512():
+    from llvmlite import binding
+    feats = binding.get_host_cpu_features()
+    if not feats.get("avx2"):
+        return None
+    return ",".join(("+" if on and not k.startswith("avx512") else "-") + k for k, on in feats.items())
+
+
+@pytest.mark.parametrize("target", ["generic", "avx2"])
+def test_forms_for_cpus_without_avx512(target, tmp_path):
+    # compiled for a generic CPU, the multiply-adds are plain LLVM IR; for an AVX2 CPU, two 256-bit
+    # pmaddwd halves
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    if target == "generic":
+        env["NUMBA_CPU_NAME"] = "generic"
+    else:
+        feats = _x86_features_without_avx512()
+        if feats is None:
+            pytest.skip("this CPU has no AVX2 to compile for")
+        env["NUMBA_CPU_FEATURES"] = feats
+    r = subprocess.run([sys.executable, "-c", _OTHER_TARGET, target], capture_output=True, text=True,
+                       timeout=600, env=env)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
