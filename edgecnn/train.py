@@ -450,9 +450,14 @@ class Trainer:
                 result.test_loss, result.test_accuracy, pred = evaluate(self.model, xt, self.test[1],
                                                                         self.config.eval_batch_size)
             except KeyboardInterrupt:
+                if status == "completed":
+                    how = "continue with --resume to evaluate and save the model"
+                else:  # the checkpoint holds the last epoch, not the best one restored after it
+                    how = (f"training had stopped early, so --resume would train on from epoch "
+                           f"{self.state['epoch'] + 1}; no model file was written")
                 raise Interrupted(f"interrupted during the test evaluation: training finished and its checkpoint "
-                                  f"is {self.checkpoint_path}; continue with --resume to evaluate and save the "
-                                  f"model", checkpoint=self.checkpoint_path, result=result) from None
+                                  f"is {self.checkpoint_path}; {how}", checkpoint=self.checkpoint_path,
+                                  result=result) from None
             result.confusion = confusion_matrix(self.test[1], pred)
             self._say(f"test loss {result.test_loss:.4f} accuracy {result.test_accuracy:.4%} "
                       f"({int((pred != self.test[1]).sum())} of {len(pred)} wrong, {time.perf_counter() - t0:.1f}s)")

@@ -165,6 +165,18 @@ def test_ctrl_c_during_the_test_evaluation_keeps_the_run_and_resume_finishes_it(
     assert_same(weights(full.model), weights(resumed.model))
 
 
+def test_ctrl_c_during_the_test_evaluation_after_early_stopping_does_not_promise_resume(small, tmp_path,
+                                                                                       monkeypatch):
+    # after early stopping the checkpoint holds the last epoch, not the restored best one: --resume
+    # would train on, and the message says so instead of promising an evaluation
+    real_epochs = T.Trainer._epochs
+    monkeypatch.setattr(T.Trainer, "_epochs", lambda self: (real_epochs(self), "early_stopped")[1])
+    ctrl_c_in_evaluate(monkeypatch, lambda i, y: len(y) == len(small.test_labels))
+    with pytest.raises(T.Interrupted, match="stopped early, so --resume would train on from epoch 3; no model") as e:
+        run(small, tmp_path / "early")
+    assert "to evaluate and save" not in str(e.value)
+
+
 def test_second_ctrl_c_during_validation_keeps_the_last_checkpoint(small, tmp_path, monkeypatch):
     # interrupted in epoch 2's validation: epoch 1's checkpoint stays, and resuming from it gives
     # the uninterrupted run's weights
