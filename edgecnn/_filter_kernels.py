@@ -18,7 +18,6 @@ Arithmetic is chosen to reproduce OpenCV bit for bit on uint8:
 * GaussianBlur uint8 is Q8 x Q8 fixed point, rounded (v + 2**15) >> 16;
 * blur uint8 divides with OpenCV's multiply-shift (area <= 256) or its float32/double scaling.
 """
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange
@@ -26,7 +25,7 @@ from numba.core import types
 from numba.extending import intrinsic, overload
 
 from . import _simd
-from ._jit import _OPTIONS, njit
+from ._jit import njit
 from ._simd import gray16_u8
 
 # Border modes (codes shared with filters.py).
@@ -1221,10 +1220,7 @@ def _compile(f, parallel, suffix="", fastmath=None, **bind):
     g = types.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), env, name)
     g.__qualname__ = name
     g.__doc__ = f.__doc__
-    if fastmath is None:
-        return njit(g, parallel=parallel)
-    opts = dict(_OPTIONS, fastmath=fastmath)
-    return numba.njit(parallel=parallel, inline="never", **opts)(g)
+    return njit(g, parallel=parallel, fastmath=fastmath)
 
 
 corr2d_par, corr2d_ser = _compile(_corr2d, True), _compile(_corr2d, False)

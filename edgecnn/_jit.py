@@ -1,13 +1,19 @@
 """The only place where Numba decorators are configured.
 
 * ``cache=True`` everywhere: compiled code is written next to the sources (or under NUMBA_CACHE_DIR)
-  and reused by the next process.
+  and reused by the next process. Where neither that nor Numba's user-wide cache directory is
+  writable (a read-only install, no home), Numba refuses to decorate and importing edgecnn would
+  fail; the kernels are then cached in a private temporary directory, or not at all (see
+  _cache_fallback), with a warning saying which.
 * fastmath without ``nnan``/``ninf``: reductions may be reassociated and vectorized, but NaN and inf
   checks (``np.isnan``, the training loop's divergence check) keep working.
 * ``error_model="numpy"``: no Python-style ZeroDivisionError checks inside hot loops.
 * Nothing is compiled at import: signatures are inferred lazily on first call.
 """
 import os
+import stat
+import tempfile
+import warnings
 
 # Numba's OpenMP threading layer spins idle workers by default. With other processes on the cores
 # (shared hosts, an edge device also running capture and display) a spinning worker takes the core
@@ -28,12 +34,77 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "reassoc"})
 
 _OPTIONS = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
 
+# Where kernels are cached when Numba finds no writable location of its own: None until needed, then
+# the directory, or "" for no cache at all.
+CACHE_FALLBACK = None
 
-def njit(func=None, *, parallel=False, inline="never"):
-    """``numba.njit`` with the project's settings; ``parallel=True`` enables ``prange``."""
+
+def njit(func=None, *, parallel=False, inline="never", fastmath=None):
+    """``numba.njit`` with the project's settings; ``parallel=True`` enables ``prange``; ``fastmath``
+    overrides FASTMATH (kernels that must round exactly like OpenCV pass False)."""
+    opts = dict(_OPTIONS) if fastmath is None else dict(_OPTIONS, fastmath=fastmath)
+
     def wrap(f):
-        return numba.njit(parallel=parallel, inline=inline, **_OPTIONS)(f)
+        return _with_cache(lambda cache: numba.njit(parallel=parallel, inline=inline,
+                                                    **dict(opts, cache=cache))(f))
     return wrap if func is None else wrap(func)
+
+
+def caching():
+    """Whether compiled kernels are written to a disk cache (False only when no location is writable)."""
+    return bool(_OPTIONS["cache"])
+
+
+def _with_cache(make):
+    """make(cache) -> dispatcher. Numba chooses a function's cache directory when it is decorated and
+    raises RuntimeError when none is writable; then fall back once and decorate again."""
+    try:
+        return make(_OPTIONS["cache"])
+    except RuntimeError as e:
+        if "no locator available" not in str(e) or CACHE_FALLBACK == "":
+            raise
+        _cache_fallback(str(e))
+    try:
+        return make(_OPTIONS["cache"])
+    except RuntimeError as e:  # the fallback directory stopped working meanwhile
+        if "no locator available" not in str(e):
+            raise
+        _cache_fallback(str(e), allow_dir=False)
+        return make(False)
+
+
+def _private_cache_dir():
+    """<tempdir>/edgecnn-numba-cache-<uid>, created 0700, or None. Numba's index files are pickles, so
+    a directory that another user could write (or swap for a symlink) would let them run code here."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    path = os.path.join(tempfile.gettempdir(), f"edgecnn-numba-cache-{uid if uid is not None else 'user'}")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or (uid is not None and (st.st_uid != uid or st.st_mode & 0o022)):
+            return None
+        tempfile.TemporaryFile(dir=path).close()
+        return path
+    except OSError:
+        return None
+
+
+def _cache_fallback(why, allow_dir=True):
+    """Cache in a private temporary directory (numba.config.CACHE_DIR, what NUMBA_CACHE_DIR sets) or,
+    when there is none, not at all; say so once."""
+    global CACHE_FALLBACK
+    path = _private_cache_dir() if allow_dir else None
+    CACHE_FALLBACK = path or ""
+    if path:
+        numba.config.CACHE_DIR = path
+        what = f"compiled kernels are cached in {path} instead"
+    else:
+        _OPTIONS["cache"] = False
+        what = ("compiled kernels are not cached: every process compiles the kernels it uses "
+                "(about 30 s before the first training step)")
+    # warn_explicit: the decorating line deep inside an import would only confuse
+    warnings.warn_explicit(f"Numba has no writable cache directory ({why}); {what}. Set NUMBA_CACHE_DIR "
+                           "to a writable directory to choose one.", RuntimeWarning, "edgecnn", 0)
 
 
 def set_num_threads(n):
@@ -64,5 +135,7 @@ def cuda_jit(func=None, *, device=False):
     """
     def wrap(f):
         from numba import cuda
-        return cuda.jit(device=device, cache=not cuda_simulator_enabled(), fastmath=False)(f)
+        if cuda_simulator_enabled():
+            return cuda.jit(device=device, cache=False, fastmath=False)(f)
+        return _with_cache(lambda cache: cuda.jit(device=device, cache=cache, fastmath=False)(f))
     return wrap if func is None else wrap(func)

@@ -96,6 +96,10 @@ def compile_in_child(model_config, config, device, threads, timeout=1800):
     """Run warm_job in a fresh interpreter (the same edgecnn, the same thread count) so that it
     compiles and writes Numba's cache. Returns None on success, else a short reason."""
     import edgecnn
+    from ._jit import caching
+
+    if not caching():  # the child could not hand its code over: no need to compile it twice
+        return "Numba has no writable cache directory"
     from .train import _jsonable
 
     spec = json.dumps({"model": model_config, "config": _jsonable(dataclasses.asdict(config)),
