@@ -137,21 +137,26 @@ class DigitDetector:
 
     # -- stages -------------------------------------------------------------------------------------
     def gray(self, frame):
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or not (
+                frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
+            what = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise ValueError(f"DigitDetector: frame must be uint8 (H, W) or (H, W, 3|4), got {what}")
         if frame.ndim == 2:
-            return np.ascontiguousarray(frame, dtype=np.uint8)
-        if frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8 and frame.flags.c_contiguous:
+            return np.ascontiguousarray(frame)
+        if frame.shape[2] == 3 and frame.flags.c_contiguous and frame.flags.writeable:
             # cvtColor's integers, 16 pixels a step, on this thread: ~0.03 ms a 640x480 frame. Not
             # through filters.apply: its parallel way lost to OpenCV's workers still spinning from a
             # cv2 call (0.10 ms in the benchmark's interleaved pipelines), and it adds ~2 us of checks.
+            # (A read-only frame would make Numba compile a read-only specialisation mid-stream.)
             from ._filter_kernels import to_gray
             gray = np.empty(frame.shape[:2], np.uint8)
             to_gray[True, False](frame, gray, 1)
             return gray
-        if frame.ndim == 3 and frame.shape[2] in (3, 4):
-            import cv2
-            code = cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
-            return cv2.cvtColor(frame, code)
-        raise ValueError(f"DigitDetector: frame must be (H, W) or (H, W, 3|4) uint8, got shape {frame.shape}")
+        if frame.size == 0:  # cvtColor refuses empty images: nothing to detect
+            return np.empty(frame.shape[:2], np.uint8)
+        import cv2
+        code = cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        return cv2.cvtColor(frame, code)
 
     def filtered(self, gray):
         if self.chain is None:

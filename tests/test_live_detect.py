@@ -1,5 +1,7 @@
 """The per-frame pipeline of ``edgecnn live`` (edgecnn.live_detect / live_kernels / live_mnist), without a
 camera or a trained model. References: OpenCV's connected components, the MNIST files themselves."""
+import re
+
 import numpy as np
 import pytest
 
@@ -229,6 +231,41 @@ def test_color_and_gray_frames_agree_and_bad_frames_fail_clearly():
     assert det.process(gray) == det.process(np.repeat(gray[:, :, None], 3, axis=2))
     with pytest.raises(ValueError, match="frame"):
         det.process(np.zeros((4, 4, 2), np.uint8))
+
+
+@pytest.mark.parametrize("frame", [np.zeros((50, 50), np.float32), np.ones((50, 50, 3), np.float32),
+                                   np.ones((50, 50, 3), np.uint16), [[1, 2]]])
+def test_non_uint8_frames_fail_naming_dtype_and_shape(frame):
+    """A float frame in [0, 1] used to become all black (no detections, no error)."""
+    what = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else "list"
+    with pytest.raises(ValueError, match="frame must be uint8.*got " + re.escape(what)):
+        DigitDetector(OneHot()).process(frame)
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 640, 3), (480, 0, 3), (0, 5, 4), (0, 7)])
+def test_empty_frames_have_no_detections(shape):
+    assert DigitDetector(OneHot()).process(np.zeros(shape, np.uint8)) == []
+
+
+def test_read_only_frames_take_opencv_not_a_new_specialisation(monkeypatch):
+    """Numba types a read-only array apart: handing one to the gray kernel compiled it mid-stream."""
+    from edgecnn import _filter_kernels as K
+    light, noise = page(seed=6)
+    alpha = np.zeros_like(light)
+    alpha[60:110, 100:106] = 1
+    bgr = np.ascontiguousarray(np.repeat(render(light, noise, alpha)[:, :, None], 3, axis=2))
+    det = DigitDetector(OneHot(), DetectConfig(min_confidence=0))
+    kernel, seen = K.to_gray[True, False], []
+
+    def spy(frame, out, nchunks):
+        seen.append(frame.flags.writeable)
+        return kernel(frame, out, nchunks)
+    monkeypatch.setitem(K.to_gray, (True, False), spy)
+    want = det.process(bgr)
+    ro = bgr.copy()
+    ro.flags.writeable = False
+    assert det.process(ro) == want and seen == [True]
+    assert det.gray(ro).tolist() == det.gray(bgr).tolist()
 
 
 @pytest.mark.parametrize("field,value", [("binarize", "median"), ("min_confidence", 1.5), ("tile", 2),
