@@ -604,7 +604,11 @@ def _bound_call(H, flat_src, flat_dst, big, ks, args, per_thread):
     split = max(1, H // 8)
     pick = _Pick()
     token = _spin_pool.new_call_id()
-    run = _spin_pool.POOL.run
+    go = []  # the spin pool's runner for this call, made at its first parallel call
+
+    def runner(src, dst):
+        go.append(_spin_pool.POOL.runner(token, ser, src, args, dst))
+        return go[0]
 
     def call(image, out):
         src = image.reshape(H, -1) if flat_src else image
@@ -619,9 +623,8 @@ def _bound_call(H, flat_src, flat_dst, big, ks, args, per_thread):
             ser(src, *args, dst, 1)
         # Parallel: the spin pool (its workers read the arrays by address); Numba's OpenMP pool
         # when another Python thread is using the spin pool.
-        elif not (_spin[0] and run(token, ser, src, args, dst,
-                                   max(threads, min(H // _SPIN_CHUNK_ROWS, per_thread * threads)),
-                                   threads)):
+        elif not (_spin[0] and (go[0] if go else runner(src, dst))(
+                src, dst, max(threads, min(H // _SPIN_CHUNK_ROWS, per_thread * threads)), threads)):
             parf(src, *args, dst, min(split, threads))
         if way > 1:
             pick.record(way, time.perf_counter() - t)
@@ -657,14 +660,19 @@ def set_parallel(enabled):
 
 
 _PROBE = 5  # timed calls of each way before choosing
+# Each way is judged by its 2nd fastest probe. Interference (another library's workers still
+# spinning, a vCPU taken by the host) only ever slows a call, and it hits the parallel way
+# harder: with the median, 3 slowed parallel probes out of 5 kept a row serial (1.5x slower).
+# The 2nd, not the fastest, so that one lucky call does not decide.
+_PROBE_RANK = 1
 _REPROBE_FIRST = 64  # calls until the first re-check, doubled while the choice holds
 _REPROBE_MAX = 4096  # (load from other processes comes and goes; a wrong choice is undone soon)
 
 
 class _Pick:
     """Serial or parallel for one bound filter call, by timing: one untimed call each way, then
-    ``_PROBE`` timed calls each way, alternating, then the way with the lower median until the
-    next probe. Probes come ``_REPROBE_FIRST`` calls apart, twice as far each time the choice
+    ``_PROBE`` timed calls each way, alternating, then the way whose 2nd fastest probe is faster
+    (_PROBE_RANK) until the next probe. Probes come ``_REPROBE_FIRST`` calls apart, twice as far each time the choice
     holds, up to ``_REPROBE_MAX``: a choice made while, say, another library's workers were still
     spinning on the cores is revisited within ~80 calls, a steady one costs a probe in thousands.
     way(): 0 serial, 1 parallel, 2 serial timed, 3 parallel timed (then record())."""
@@ -697,7 +705,7 @@ class _Pick:
     def record(self, way, seconds):
         (self.tp if way == 3 else self.ts).append(seconds)
         if len(self.ts) == _PROBE and len(self.tp) == _PROBE:
-            par = sorted(self.tp)[_PROBE // 2] < sorted(self.ts)[_PROBE // 2]
+            par = sorted(self.tp)[_PROBE_RANK] < sorted(self.ts)[_PROBE_RANK]
             self.every = min(2 * self.every, _REPROBE_MAX) if par == self.par else _REPROBE_FIRST
             self.par = par
 

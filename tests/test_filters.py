@@ -665,6 +665,29 @@ def test_timed_choice_revisits_a_choice_made_at_a_bad_moment(monkeypatch):
     assert n_probe <= 3 * 2 * F._PROBE
 
 
+def _parallel_probes(times):
+    """cost() for _drive_pick: serial probes take 1.0, parallel ones ``times`` in turn."""
+    n = []
+
+    def cost(i, par):
+        if not par:
+            return 1.0
+        n.append(i)
+        return times[(len(n) - 1) % len(times)]
+    return cost
+
+
+def test_timed_choice_sees_through_parallel_probes_slowed_by_interference(monkeypatch):
+    # 3 of the 5 parallel probes slowed (OpenCV's workers still spinning after its calls, say):
+    # the fast end of the probes decides, so the row stays parallel (by the median it went serial)
+    monkeypatch.setattr(F, "_parallel", [True])
+    ways = _drive_pick(F._Pick(), F._REPROBE_FIRST, _parallel_probes([1.8, 0.6, 1.8, 0.6, 1.8]))
+    assert all(ways[2 + 2 * F._PROBE:])
+    # but a way that is faster in one probe only loses
+    ways = _drive_pick(F._Pick(), F._REPROBE_FIRST, _parallel_probes([1.8, 0.6, 1.8, 1.8, 1.8]))
+    assert not any(ways[2 + 2 * F._PROBE:])
+
+
 def test_timed_choice_keeps_serial_when_parallel_is_slower(monkeypatch):
     # a core busy with other work: parallel loses every probe, serial is kept, checks get rarer
     monkeypatch.setattr(F, "_parallel", [True])
