@@ -38,6 +38,9 @@ POST_MULHI = 5  # ((v + C0) * C1 >> 16) >> C2: OpenCV's box division found exact
 # and multipliers Numba's int64 arithmetic stays in 64-bit lanes (measured 75-100 us vs 15-30 us
 # per 640x480 pass); the generic variants bind zeros and never take these branches.
 C0, C1, C2 = 0, 0, 0
+# NARROW (the 16-bit or float accumulator type) and LANE (sep5/sep7's lane type) are bound per
+# variant too; None here, so a variant compiled without them fails to type instead of guessing.
+NARROW = LANE = None
 # q >> C2 == (q * MULHI2) >> 16 for every q < 2**(8 + C2) (the results are uint8) when C2 <= 4:
 # q * 2**-C2 + q * 2**-16 stays below the next integer since q * 2**-16 < 2**-C2. LLVM merges a
 # multiply-high and a constant shift into one 32-bit multiply (16 lanes); two multiply-highs by a

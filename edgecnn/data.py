@@ -20,7 +20,8 @@ import numpy as np
 from ._idx import MNIST_FILES, DataError, read_idx
 
 __all__ = ["DataError", "MnistData", "load_mnist", "default_data_dir", "find_mnist_files",
-           "Normalization", "MNIST_MEAN", "MNIST_STD", "train_val_split", "Batches", "Augment"]
+           "Normalization", "MNIST_MEAN", "MNIST_STD", "train_val_split", "Batches",
+           "Augment"]  # noqa: F822 (lazy: module __getattr__ below, so importing data skips augment)
 
 # MNIST training-set statistics on the [0, 1] scale (pixel / 255), as computed by
 # Normalization.fit(train_images) in float64 (tests/test_data.py recomputes them from the real files).

@@ -120,7 +120,7 @@ def gather_gy(gy, n0, gyc):
 @njit
 def col2im(gcols, n0, KH, KW, sh, sw, pt, pl, dh, dw, Ho, Wo, gx):
     N, C, H, W = gx.shape
-    G, R, nb = gcols.shape[0], gcols.shape[1], gcols.shape[2]
+    G, nb = gcols.shape[0], gcols.shape[2]
     Cg = C // G
     for t in range(nb * C):
         nl = t // C
