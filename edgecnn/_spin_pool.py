@@ -302,6 +302,8 @@ class SpinPool:
             self._calibrate()
         run_job, serve = loops(kernel)
         serve(self.ctl, -5, 0, 0, call, src, fixed, out)
+        if len(self._ready) > 1024:  # one entry per bound call: a folder of odd-sized photos
+            self._ready.clear()       # would grow it forever (runners keep their own)
         self._ready[call] = (kernel, run_job, serve)
         return self._ready[call]
 
