@@ -43,6 +43,12 @@ def filter_cmd(image, specs, border, gray, as_float, out, show, device, list_nam
     img = cv2.imread(image, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if img is None:
         raise click.ClickException(f"cannot read image {image!r} (missing, unreadable or not an image)")
+    from edgecnn._fsutil import check_image_path, write_image
+    if out:
+        try:  # before filtering: a typo in --out should not cost the result
+            check_image_path(out)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
     if not specs:
         raise click.UsageError("give at least one --filter (names: " + ", ".join(filters.names()) + ")")
     if as_float:
@@ -61,12 +67,9 @@ def filter_cmd(image, specs, border, gray, as_float, out, show, device, list_nam
     shown = _to_display(result)
     if out:
         try:
-            ok = cv2.imwrite(out, shown)
-        except cv2.error as e:
-            ok = False
-            click.echo(str(e).strip(), err=True)
-        if not ok:
-            raise click.ClickException(f"cannot write {out!r} (unknown extension or unwritable folder)")
+            write_image(out, shown)
+        except (ValueError, OSError) as e:
+            raise click.ClickException(str(e)) from None
         click.echo(f"wrote {out} ({shown.shape[1]}x{shown.shape[0]}, {len(chain)} filter(s))")
     if show:
         _show(cv2, np, _to_display(img), shown, " | ".join(specs))

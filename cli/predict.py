@@ -41,10 +41,13 @@ def command(model_path, images, top, invert, save_preprocessed):
     probs = clf.predict(batch)
     names = clf.class_names
     if save_preprocessed:
-        import cv2
-        os.makedirs(save_preprocessed, exist_ok=True)
-        for path, x in zip(images, batch):
-            cv2.imwrite(os.path.join(save_preprocessed, os.path.splitext(os.path.basename(path))[0] + ".28.png"), x)
+        from edgecnn._fsutil import write_image
+        try:
+            os.makedirs(save_preprocessed, exist_ok=True)
+            for path, x in zip(images, batch):
+                write_image(os.path.join(save_preprocessed, os.path.splitext(os.path.basename(path))[0] + ".28.png"), x)
+        except (ValueError, OSError) as e:
+            raise click.ClickException(str(e)) from None
     for path, p, x in zip(images, probs, batch):
         order = np.argsort(-p, kind="stable")[:top]
         best = ", ".join(f"{names[i]} ({p[i]:.3f})" for i in order)

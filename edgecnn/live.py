@@ -109,6 +109,23 @@ def build_detector(opts, classifier):
     return DigitDetector(classifier, cfg, chain)
 
 
+
+def save_snapshot(folder, image, n, log):
+    """Save ``image`` as the first free edgecnn-snapshot-NNN.png (NNN >= n) in ``folder``. Returns
+    (the path or None, the next number to try). Snapshots of an earlier session are never
+    overwritten, and a folder that cannot be written is reported without ending the session."""
+    from ._fsutil import write_image
+    while os.path.exists(os.path.join(folder, f"edgecnn-snapshot-{n:03d}.png")):
+        n += 1
+    path = os.path.join(folder, f"edgecnn-snapshot-{n:03d}.png")
+    try:
+        write_image(path, image)
+    except (ValueError, OSError) as e:
+        log(f"live: snapshot not saved: {e}")
+        return None, n
+    log(f"live: snapshot {path}")
+    return path, n + 1
+
 def run(opts, classifier=None, log=None):
     """Run the live loop; returns the summary dict. Raises SourceError when the source cannot be opened,
     FileNotFoundError / edgecnn.io.ModelFileError for a missing or bad model file and ValueError for bad
@@ -175,7 +192,7 @@ def _loop(opts, source, detector, headless, warm, log):
     frames = 0
     reason = "end of source"
     paused = False
-    snapshots = 0
+    snapshots = snap_next = 0
     annotated = None
     t_start = time.perf_counter()
     fps_t, fps_n, fps = t_start, 0, 0.0
@@ -197,12 +214,8 @@ def _loop(opts, source, detector, headless, warm, log):
                 elif key == ord("f"):
                     view_i = (view_i + 1) % len(ov.VIEW_FILTERS)
                 elif key == ord("s") and annotated is not None:
-                    path = os.path.join(opts.snapshot_dir, f"edgecnn-snapshot-{snapshots:03d}.png")
-                    tmp = path[:-4] + ".partial.png"  # written whole, then renamed into place
-                    cv2.imwrite(tmp, annotated)
-                    os.replace(tmp, path)
-                    snapshots += 1
-                    log(f"live: snapshot {path}")
+                    saved, snap_next = save_snapshot(opts.snapshot_dir, annotated, snap_next, log)
+                    snapshots += saved is not None
                 if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
                     reason = "window closed"
                     break

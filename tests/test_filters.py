@@ -3,6 +3,7 @@
 0, OpenCV's own float32 sums leave ~1e-6 of that). Random seeded cases, sizes from 1x1 (smaller than
 every kernel) up."""
 import json
+import os
 import subprocess
 import sys
 
@@ -547,6 +548,17 @@ def test_cli_errors_name_the_file_and_list_filters(tmp_path):
     cv2.imwrite(str(good), np.zeros((4, 4), np.uint8))
     r = _cli(str(good), "-f", "sobelz", "--out", str(tmp_path / "o.png"))
     assert r.returncode != 0 and "sobelz" in r.stderr and "scharr_x" in r.stderr
+
+
+@pytest.mark.parametrize("out,words", [("o.xyz", ["'.xyz'", "no image writer"]),
+                                       ("nowhere/o.png", ["nowhere", "does not exist"])])
+def test_cli_refuses_an_unwritable_out_before_filtering(tmp_path, out, words):
+    good = tmp_path / "g.png"
+    cv2.imwrite(str(good), np.zeros((4, 4), np.uint8))
+    r = _cli(str(good), "-f", "sobel_x", "--out", str(tmp_path / out))
+    assert r.returncode == 1 and str(tmp_path / out) in r.stderr and all(w in r.stderr for w in words)
+    assert "OpenCV(" not in r.stderr and "Traceback" not in r.stderr, r.stderr  # one line, ours
+    assert sorted(os.listdir(tmp_path)) == ["g.png"]
 
 
 def test_cli_show_without_display_says_so(tmp_path, monkeypatch):
