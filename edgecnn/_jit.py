@@ -38,6 +38,65 @@ _OPTIONS = dict(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=T
 # the directory, or "" for no cache at all.
 CACHE_FALLBACK = None
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIGEST = []
+
+
+def package_digest():
+    """sha1 of every .py file of edgecnn (paths and contents), computed once per process."""
+    if not _PACKAGE_DIGEST:
+        import hashlib
+        h = hashlib.sha1()
+        for root, dirs, files in os.walk(_PACKAGE):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(root, name)
+                h.update(os.path.relpath(path, _PACKAGE).encode() + b"\0")
+                with open(path, "rb") as f:
+                    h.update(f.read())
+        _PACKAGE_DIGEST.append(h.hexdigest())
+    return _PACKAGE_DIGEST[0]
+
+
+def _stamp_with_the_package():
+    """Numba keeps a cached function until its own source file changes; the functions it calls from
+    other files are compiled into it, so after an edit or an upgrade that changed only a callee's
+    file (say edgecnn/strokes.py under live_mnist's normalizer) the cache kept running the old
+    callee. For edgecnn's files the cache's source stamp also carries package_digest(): any change
+    to the package's code invalidates its cached kernels. Numba's own locators, subclassed, with
+    their order kept; other files are left to them."""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    bases = [getattr(caching, n, None) for n in ("UserProvidedCacheLocator", "InTreeCacheLocator",
+                                                 "UserWideCacheLocator")]
+    if impl is None or None in bases or not isinstance(getattr(impl, "_locator_classes", None), list):
+        warnings.warn_explicit("this Numba's cache internals are not the ones edgecnn knows: cached kernels "
+                               "are not tied to edgecnn's version (after editing or upgrading edgecnn, delete "
+                               "its __pycache__ folders)", RuntimeWarning, "edgecnn", 0)
+        return
+    if getattr(impl, "_edgecnn_stamped", False):
+        return
+
+    def stamped(base):
+        class Locator(base):
+            def get_source_stamp(self):
+                return (super().get_source_stamp(), package_digest())
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                inside = os.path.abspath(py_file).startswith(_PACKAGE + os.sep)
+                return super().from_function(py_func, py_file) if inside else None
+        Locator.__name__ = Locator.__qualname__ = "Edgecnn" + base.__name__
+        return Locator
+
+    ours = [stamped(c) for c in bases]
+    impl._locator_classes[0:0] = ours  # in place: subclasses sharing the list see them too
+    impl._edgecnn_stamped = True
+
+
+_stamp_with_the_package()
+
 
 def njit(func=None, *, parallel=False, inline="never", fastmath=None):
     """``numba.njit`` with the project's settings; ``parallel=True`` enables ``prange``; ``fastmath``

@@ -115,3 +115,59 @@ def test_warm_up_skips_the_compile_process_without_a_cache(monkeypatch):
     monkeypatch.setitem(_jit._OPTIONS, "cache", False)
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("spawned a compile process"))
     assert _warm.compile_in_child({}, None, "cpu", 1) == "Numba has no writable cache directory"
+
+
+PROBE_A = """
+import numba
+from {jit_import}
+from .probe_b import helper
+
+
+@{deco}
+def f():
+    return helper()
+"""
+PROBE_B = """
+import numba
+from {jit_import}
+
+
+@{deco}
+def helper():
+    return {value}
+"""
+
+
+def _probe_package(root, pkg, value, ours):
+    """pkg/probe_a.f (cached) calls pkg/probe_b.helper, which returns ``value``: inside a copy of
+    edgecnn with its decorator (ours) or a plain package with numba.njit(cache=True)."""
+    jit_import = "._jit import njit" if ours else "numba import njit"
+    deco = "njit" if ours else "njit(cache=True)"
+    d = root / pkg
+    (d / "probe_a.py").write_text(PROBE_A.format(jit_import=jit_import, deco=deco))
+    (d / "probe_b.py").write_text(PROBE_B.format(jit_import=jit_import, deco=deco, value=value))
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_editing_a_callees_file_invalidates_the_cached_caller(tmp_path, ours):
+    """Numba checks only a cached function's own source file: a caller compiled with the old callee
+    kept running it. edgecnn's kernels carry a digest of the whole package in their cache stamp. The
+    plain-Numba case shows what the test guards against (it stays stale)."""
+    root = tmp_path / "site"
+    pkg = "edgecnn" if ours else "plainpkg"
+    if ours:
+        shutil.copytree(PACKAGE, root / "edgecnn", ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        (root / pkg).mkdir(parents=True)
+        (root / pkg / "__init__.py").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "PYTHONPATH", "NUMBA_DISABLE_JIT")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    code = f"from {pkg}.probe_a import f; print(f())"
+    seen = []
+    for value in (1, 2):
+        _probe_package(root, pkg, value, ours)
+        r = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        seen.append(int(r.stdout.strip().splitlines()[-1]))
+    assert seen == ([1, 2] if ours else [1, 1])
