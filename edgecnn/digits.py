@@ -9,6 +9,8 @@ normalization is applied afterwards by the Classifier.
 """
 import numpy as np
 
+from .strokes import thicken
+
 BOX = 20           # longest side of the digit after scaling
 SIZE = 28          # MNIST field
 CENTRE = 14.0      # where MNIST's centre of mass sits (row, column)
@@ -51,6 +53,9 @@ def to_mnist_28(image, invert=None):
     f[~(near & (f > FAINT * 255))] = 0
     ys, xs = np.nonzero(f)
     crop = f[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    crop = thicken(np.ascontiguousarray(crop))  # pen strokes thinner than MNIST's (edgecnn.strokes)
+    ys, xs = np.nonzero(crop)
+    crop = crop[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
 
     h, w = crop.shape
     scale = BOX / max(h, w)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ._jit import njit
 from .live_kernels import paint_crop_cpu, stretch_cpu
+from .strokes import INK, STROKE, THIN, dilate_square, thicken_radius
 
 
 @njit
@@ -115,7 +116,8 @@ def to_mnist_28(crop):
 @njit
 def normalize_candidates_cpu(gray, paper, tile, rrow, rx0, rx1, comp, cand_of_comp, boxes, low, out):
     """All candidates in one call: crop with a 1 px margin (the anti-aliased edge the threshold cut
-    off), blank other components, stretch the darkest stroke to 255, then the MNIST recipe."""
+    off), blank other components, stretch the darkest stroke to 255, thicken strokes thinner than
+    MNIST's (edgecnn.strokes), then the MNIST recipe."""
     h, w = gray.shape
     for c in range(boxes.shape[0]):
         a0 = max(boxes[c, 0] - 1, 0)
@@ -126,4 +128,5 @@ def normalize_candidates_cpu(gray, paper, tile, rrow, rx0, rx1, comp, cand_of_co
         peak = paint_crop_cpu(gray, paper, tile, rrow, rx0, rx1, comp, cand_of_comp, c, a0, b0, a1, b1, low,
                               crop)
         stretch_cpu(crop, peak)
-        to_mnist_28_cpu(crop, out[c])
+        r = thicken_radius(crop, THIN, STROKE, np.uint8(INK))
+        to_mnist_28_cpu(dilate_square(crop, r) if r else crop, out[c])
