@@ -7,7 +7,7 @@ import numpy as np
 
 from ._jit import njit
 from .live_kernels import paint_crop_cpu, stretch_cpu
-from .strokes import INK, STROKE, THIN, dilate_square, thicken_radius
+from .strokes import INK, STROKE, THIN, dilate_square, ink_box, thicken_radius
 
 
 @njit
@@ -46,15 +46,7 @@ def _resample_axis_weights(n_in, n_out):
 @njit
 def to_mnist_28_cpu(crop, out):
     """crop: uint8 (h, w), white ink on black; out: uint8 (28, 28). Uses the bounding box of ink > 0."""
-    H, W = crop.shape
-    r0, r1, c0, c1 = H, -1, W, -1
-    for y in range(H):
-        for x in range(W):
-            if crop[y, x] > 0:
-                r0 = min(r0, y)
-                r1 = max(r1, y)
-                c0 = min(c0, x)
-                c1 = max(c1, x)
+    r0, r1, c0, c1 = ink_box(crop)
     if r1 < 0:
         out[:, :] = 0
         return

@@ -86,11 +86,8 @@ def dilate_square(src, r):
 
 
 @njit
-def thicken_radius(crop, thin, stroke, ink):
-    """The half-side r of the square that brings the strokes of ``crop`` (ink > 0 marks the digit's
-    box, > ``ink`` its stroke cores) to ``stroke`` px once the box's longest side is scaled to 20 px,
-    when they would come out thinner than ``thin``; else 0. Dilating by r adds 2r to the stroke and
-    to the box: (w + 2r) / (L + 2r) = stroke / 20."""
+def ink_box(crop):
+    """(r0, r1, c0, c1): the rows and columns, inclusive, holding pixels > 0 (r1 = -1: none)."""
     H, W = crop.shape
     r0, r1, c0, c1 = H, -1, W, -1
     for y in range(H):
@@ -100,6 +97,16 @@ def thicken_radius(crop, thin, stroke, ink):
                 r1 = max(r1, y)
                 c0 = min(c0, x)
                 c1 = max(c1, x)
+    return r0, r1, c0, c1
+
+
+@njit
+def thicken_radius(crop, thin, stroke, ink):
+    """The half-side r of the square that brings the strokes of ``crop`` (ink > 0 marks the digit's
+    box, > ``ink`` its stroke cores) to ``stroke`` px once the box's longest side is scaled to 20 px,
+    when they would come out thinner than ``thin``; else 0. Dilating by r adds 2r to the stroke and
+    to the box: (w + 2r) / (L + 2r) = stroke / 20."""
+    r0, r1, c0, c1 = ink_box(crop)
     if r1 < 0:
         return 0
     L = max(r1 - r0 + 1, c1 - c0 + 1)
