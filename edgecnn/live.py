@@ -109,7 +109,6 @@ def build_detector(opts, classifier):
     return DigitDetector(classifier, cfg, chain)
 
 
-
 def save_snapshot(folder, image, n, log):
     """Save ``image`` as the first free edgecnn-snapshot-NNN.png (NNN >= n) in ``folder``. Returns
     (the path or None, the next number to try). Snapshots of an earlier session are never
@@ -125,6 +124,7 @@ def save_snapshot(folder, image, n, log):
         return None, n
     log(f"live: snapshot {path}")
     return path, n + 1
+
 
 def run(opts, classifier=None, log=None):
     """Run the live loop; returns the summary dict. Raises SourceError when the source cannot be opened,

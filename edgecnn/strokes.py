@@ -2,11 +2,10 @@
 
 MNIST's digits were written with thick strokes: 2.0 px wide at 28x28 (median over the 10,000 test digits;
 10-90 % range 1.5-2.8, 1.0 at the 0.5th percentile), measured by stroke_width over the pixels above 127
-(their soft edges add more). A ballpoint digit held
-close to a camera is 150-200 px tall with 2-3 px strokes: scaled to 20 px they become faint hairlines
-(0.3 px), and the classifier, trained on MNIST, misreads them (default model, MNIST test digits redrawn
-along their centre line with a 2 px pen at 168 px: 79 % right; 97.6 % at 70 px; 99.2 % as MNIST drew
-them). So a crop whose strokes would come out thinner than all but 0.5 % of MNIST's (THIN) is dilated
+(their soft edges add more). A ballpoint digit held close to a camera is 150-200 px tall with 2-3 px
+strokes: scaled to 20 px they become faint hairlines (0.3 px), and the classifier, trained on MNIST,
+misreads them (default model in `edgecnn live`, MNIST test digits redrawn along their centre line with
+a 2 px pen at 168 px: 79 % right; 97.6 % at 70 px; 99.2 % as MNIST drew them). So a crop whose strokes would come out thinner than all but 0.5 % of MNIST's (THIN) is dilated
 first, with a square of half-side r chosen so that they come out at MNIST's median (STROKE); strokes
 MNIST could have are left as they are.
 """
