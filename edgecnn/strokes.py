@@ -120,5 +120,8 @@ def thicken(crop, thin=THIN, stroke=STROKE, ink=INK):
     """``crop`` (white ink on black, stretched so ink peaks near 255) dilated so that strokes that
     would come out thinner than ``thin`` at MNIST's scale come out ``stroke`` px wide; the crop
     itself otherwise."""
+    if not isinstance(crop, np.ndarray) or crop.ndim != 2 or crop.dtype not in (np.uint8, np.float32):
+        what = f"{crop.dtype} {crop.shape}" if isinstance(crop, np.ndarray) else type(crop).__name__
+        raise ValueError(f"thicken: crop must be a 2-D uint8 or float32 array, got {what}")
     r = thicken_radius(crop, float(thin), float(stroke), crop.dtype.type(ink))
     return dilate_square(crop, r) if r else crop

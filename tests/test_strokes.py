@@ -51,6 +51,12 @@ def test_mnist_digits_are_left_alone(mnist_dir):
     assert kept >= 0.99 * len(images), kept
 
 
+@pytest.mark.parametrize("crop", [np.zeros((3, 4, 3), np.uint8), np.zeros((5, 5), np.float64), [[0, 1]]])
+def test_thicken_refuses_what_it_cannot_read(crop):
+    with pytest.raises(ValueError, match="thicken: crop must be a 2-D uint8 or float32 array"):
+        thicken(crop)
+
+
 @pytest.fixture(scope="module")
 def pen_photos(mnist_dir):
     """200 MNIST test digits written with a 2 px pen, 168 px tall, photographed on paper."""
