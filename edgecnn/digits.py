@@ -53,9 +53,10 @@ def to_mnist_28(image, invert=None):
     f[~(near & (f > FAINT * 255))] = 0
     ys, xs = np.nonzero(f)
     crop = f[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    crop = thicken(np.ascontiguousarray(crop))  # pen strokes thinner than MNIST's (edgecnn.strokes)
-    ys, xs = np.nonzero(crop)
-    crop = crop[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    thick = thicken(np.ascontiguousarray(crop))  # pen strokes thinner than MNIST's (edgecnn.strokes)
+    if thick is not crop:  # dilated into a margin of r px: crop to the ink again
+        ys, xs = np.nonzero(thick)
+        crop = thick[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
 
     h, w = crop.shape
     scale = BOX / max(h, w)

@@ -672,8 +672,8 @@ _REPROBE_MAX = 4096  # (load from other processes comes and goes; a wrong choice
 class _Pick:
     """Serial or parallel for one bound filter call, by timing: one untimed call each way, then
     ``_PROBE`` timed calls each way, alternating, then the way whose 2nd fastest probe is faster
-    (_PROBE_RANK) until the next probe. Probes come ``_REPROBE_FIRST`` calls apart, twice as far each time the choice
-    holds, up to ``_REPROBE_MAX``: a choice made while, say, another library's workers were still
+    (_PROBE_RANK) until the next probe. Probes come ``_REPROBE_FIRST`` calls apart, twice as far
+    each time the choice holds, up to ``_REPROBE_MAX``: a choice made while, say, another library's workers were still
     spinning on the cores is revisited within ~80 calls, a steady one costs a probe in thousands.
     way(): 0 serial, 1 parallel, 2 serial timed, 3 parallel timed (then record())."""
 
