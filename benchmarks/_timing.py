@@ -24,12 +24,15 @@ def _inner_count(fn, target):
     return max(1, min(1000, int(target / max(dt, 1e-7))))
 
 
-def interleaved(fns, repeats=15, warmup=2, target=0.02):
+def interleaved(fns, repeats=15, warmup=2, target=0.02, settle=0.0):
     """Time every callable in ``fns`` ({name: fn}) in interleaved rounds.
 
     Each round times every function once (a sample is ``inner`` back-to-back calls, so that fast
-    calls are not dominated by timer resolution). Returns {name: {"median": s, "min": s,
-    "samples": [s, ...]}} in seconds per call.
+    calls are not dominated by timer resolution). ``settle``: seconds of untimed calls before each
+    sample, so that a sample measures its library as it runs alone: the threads the previous
+    sample's library left spinning would otherwise hold a core (onnxruntime's do for ~40 ms after
+    its last call, and edgecnn's inference plan measured 1.75x slower in their wake).
+    Returns {name: {"median": s, "min": s, "samples": [s, ...]}} in seconds per call.
     """
     names = list(fns)
     for _ in range(warmup):
@@ -41,6 +44,9 @@ def interleaved(fns, repeats=15, warmup=2, target=0.02):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
             fn, k = fns[n], inner[n]
+            t_end = time.perf_counter() + settle
+            while settle and time.perf_counter() < t_end:
+                fn()
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
