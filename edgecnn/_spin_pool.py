@@ -202,6 +202,21 @@ def loops(kernel):
         return pair
 
 
+_nthreads = []  # numba's C getter for the calling thread's count (numba.get_num_threads costs 2-10 us)
+
+
+def thread_count():
+    """numba.get_num_threads() for the calling thread, cheaply (it is asked once per parallel call)."""
+    if not _nthreads:
+        numba.get_num_threads()  # starts the pool: the getter below is valid from here on
+        try:
+            from numba.np.ufunc.parallel import _get_num_threads
+            _nthreads.append(_get_num_threads)
+        except ImportError:  # private name moved: the public (slower) call
+            _nthreads.append(numba.get_num_threads)
+    return _nthreads[0]()
+
+
 _CALL_IDS = itertools.count(1)
 
 

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from . import _spin_pool
+from ._spin_pool import thread_count as _threads
 from .kernels._common import as_int, check_array, check_out, is_device_array
 
 BORDERS = {"reflect101": 0, "reflect_101": 0, "default": 0, "constant": 1, "replicate": 2}
@@ -263,21 +264,6 @@ def _border(op, border):
     if key not in BORDERS:
         raise ValueError(f"{op}: border must be one of reflect101, constant, replicate, got {border!r}")
     return BORDERS[key]
-
-
-_nthreads = []  # numba's C getter for the calling thread's count (numba.get_num_threads costs 2-10 us)
-
-
-def _threads():
-    if not _nthreads:
-        import numba
-        numba.get_num_threads()  # starts the pool: the getter below is valid from here on
-        try:
-            from numba.np.ufunc.parallel import _get_num_threads
-            _nthreads.append(_get_num_threads)
-        except ImportError:  # private name moved: the public (slower) call
-            _nthreads.append(numba.get_num_threads)
-    return _nthreads[0]()
 
 
 POST_GAUSS, POST_BOX_DIV, POST_SHIFT, POST_MULHI = 1, 2, 4, 5  # rules shared with _filter_kernels

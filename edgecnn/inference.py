@@ -10,12 +10,20 @@
 
 Every buffer is allocated once for ``max_batch`` images; a larger batch runs in chunks of ``max_batch``.
 Settings are validated once, when the plan is built: a call checks its input, then goes straight to the
-compiled kernels below and NumPy's matmul, all on the calling thread, with NumPy's OpenBLAS held to one
-thread for the call. At these sizes one thread wins, measured on 2 cores shared with other work, default
-model, batch 4: 0.54-0.7 ms (p95 0.8-1.8 ms); letting OpenBLAS use 2 threads, 23 ms; two halves of the
-batch on 2 threads with one join per call, 0.7-1.05 ms (p95 3.4-4.6 ms); Model.predict, which wakes a
-thread pool per layer, 1.6-67 ms (p95 7-90 ms). A plan serves one thread at a time (its buffers are
-shared).
+compiled kernels below, with NumPy's OpenBLAS held to one thread for the call (letting it use 2 threads
+for these small GEMMs took 23 ms a batch on 2 shared cores).
+
+Threads: a step of at least PARALLEL_MIN_MACS multiply-adds (a conv with a 2x2 pool or none, a dense
+layer) is split by output rows (units) into 2 chunks a thread over edgecnn's filter pool
+(edgecnn._spin_pool). Each chunk is the whole step for its rows, patches, OpenBLAS's single-threaded sgemm
+called from compiled code, bias, activation and pooling: patches made on one core and multiplied on
+another cost a cache-line transfer each (splitting only the GEMM measured 1.4x slower: keras-mnist's
+second conv, 195 against 133 us). The calling thread
+claims chunks too, so a late or descheduled worker costs at most the chunk it took, never a wait for it
+to start (an earlier design, two halves of the batch with one join per call, measured p95 3.4-4.6 ms
+against 0.8-1.8 on one thread on a busy host). Batch 1, one process alone on 2 cores: keras-mnist
+0.54 -> 0.20-0.22 ms, the default model 0.15 -> 0.09 ms (README, "Inference"). A plan serves one thread
+at a time (its buffers are shared); while another thread holds the pool, its steps run on one thread.
 
 Covered: chains (``model.is_chain()``) of Conv2D (groups=1; any stride, padding, dilation), Dense,
 BatchNorm2D right after one of them, MaxPool2D right after a conv step, Flatten, Dropout, and the
@@ -24,19 +32,31 @@ Concatenate, grouped or depthwise convs, other pools, sigmoid/tanh/softmax outpu
 is not on the CPU falls back to ``Model.predict``: same results, the general executor's speed
 (``plan.fallback`` says why).
 
-The plan copies (folds) the parameters when built and checks on every call that the model's parameters
-are still the arrays, with the values, it folded (one compiled comparison, ~10 us for the default model);
-after ``load_state_dict``, an optimizer step or ``model.to(...)`` it folds again (or falls back).
+Dense layers without a batch norm run on the model's own weight arrays (``dense_rows``). Everything else
+the plan copies when built (batch norm folded in, conv weights reordered), and it checks on every call that
+the model's parameters are still the same arrays and that the copied ones still hold the values it copied
+(one compiled comparison, ~10 us for the default model; 2 us for keras-mnist, whose 1.18 M dense weights
+are not copied); after ``load_state_dict``, an optimizer step or ``model.to(...)`` it folds again (or falls
+back).
 """
 import numpy as np
 
+from . import _spin_pool
 from . import layers as L
-from ._blas import numpy_openblas
+from ._blas import numpy_openblas, numpy_sgemm
+from ._cblas import sgemm
+from ._filter_kernels import chunk_first, chunk_stop
 from ._jit import njit
 
 _NEG_INF = np.float32(-np.inf)
 _F0 = np.float32(0)
 _ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
+# A conv's GEMM or a dense product of at least this many multiply-adds per call is split over the
+# filter pool's threads (edgecnn._spin_pool); a smaller one gains less than the hand-off costs (a
+# 0.24 M one, lenet5's second conv: 4.6-5.0 us in 2-4 chunks against 5.4 on one thread).
+PARALLEL_MIN_MACS = 1 << 17
+PARALLEL = [True]  # False: every step on the calling thread (steadier on a machine busy with other work)
+_ONE_CHUNK = 1 | 1 << 32  # the packed chunk range [0, 1) of 1: a whole call on this thread
 
 
 class Unsupported(Exception):
@@ -59,22 +79,28 @@ def _act(v, act, alpha):
 def im2col_nhwc(xp, n, KH, KW, sh, sw, dh, dw, Ho, Wo, cols):
     """cols[m*Ho*Wo + oh*Wo + ow, (i*KW + j)*C + c] = xp[m, oh*sh + i*dh, ow*sw + j*dw, c] for m < n.
     ``xp`` is channels-last and already zero-padded: every tap is one contiguous run of C values."""
-    C = xp.shape[3]
     for m in range(n):
-        for oh in range(Ho):
-            for ow in range(Wo):
-                dst = cols[(m * Ho + oh) * Wo + ow]
-                for i in range(KH):
-                    row = xp[m, oh * sh + i * dh]
-                    if C == 1:  # a first layer: no inner loop of one
-                        for j in range(KW):
-                            dst[i * KW + j] = row[ow * sw + j * dw, 0]
-                        continue
+        _patch_rows(xp, m, 0, Ho, KH, KW, sh, sw, dh, dw, Ho, Wo, cols)
+
+
+@njit
+def _patch_rows(xp, m, oh0, oh1, KH, KW, sh, sw, dh, dw, Ho, Wo, cols):
+    """im2col_nhwc for output rows [oh0, oh1) of image m."""
+    C = xp.shape[3]
+    for oh in range(oh0, oh1):
+        for ow in range(Wo):
+            dst = cols[(m * Ho + oh) * Wo + ow]
+            for i in range(KH):
+                row = xp[m, oh * sh + i * dh]
+                if C == 1:  # a first layer: no inner loop of one
                     for j in range(KW):
-                        src = row[ow * sw + j * dw]
-                        base = (i * KW + j) * C
-                        for c in range(C):
-                            dst[base + c] = src[c]
+                        dst[i * KW + j] = row[ow * sw + j * dw, 0]
+                    continue
+                for j in range(KW):
+                    src = row[ow * sw + j * dw]
+                    base = (i * KW + j) * C
+                    for c in range(C):
+                        dst[base + c] = src[c]
 
 
 @njit
@@ -108,26 +134,131 @@ def conv_epilogue(z, b, act, alpha, n, Ho, Wo, kh, kw, sh, sw, ph, pw, y):
 def conv_epilogue_pool2(z, b, act, alpha, n, Ho, Wo, y):
     """conv_epilogue for the common 2x2, stride 2, unpadded max pool and a non-decreasing activation
     (so the bias and the activation go after the max)."""
-    Hp, Wp, K = y.shape[1], y.shape[2], y.shape[3]
     for m in range(n):
-        for oh in range(Hp):
-            r0 = (m * Ho + 2 * oh) * Wo
-            r1 = r0 + Wo
-            for ow in range(Wp):
-                z00, z01, z10, z11 = z[r0 + 2 * ow], z[r0 + 2 * ow + 1], z[r1 + 2 * ow], z[r1 + 2 * ow + 1]
-                out = y[m, oh, ow]
-                for k in range(K):
-                    v = max(max(z00[k], z01[k]), max(z10[k], z11[k]))
-                    out[k] = _act(v + b[k], act, alpha)
+        _pool2_rows(z, b, act, alpha, m, 0, y.shape[1], Ho, Wo, y)
 
 
 @njit
-def dense_epilogue(z, b, act, alpha):
-    """z = act(z + b), in place; z (n, U)."""
-    n, U = z.shape
-    for m in range(n):
-        for u in range(U):
-            z[m, u] = _act(z[m, u] + b[u], act, alpha)
+def _pool2_rows(z, b, act, alpha, m, r0, r1, Ho, Wo, y):
+    """conv_epilogue_pool2 for pooled rows [r0, r1) of image m."""
+    Wp, K = y.shape[2], y.shape[3]
+    for oh in range(r0, r1):
+        q0 = (m * Ho + 2 * oh) * Wo
+        q1 = q0 + Wo
+        for ow in range(Wp):
+            z00, z01, z10, z11 = z[q0 + 2 * ow], z[q0 + 2 * ow + 1], z[q1 + 2 * ow], z[q1 + 2 * ow + 1]
+            out = y[m, oh, ow]
+            for k in range(K):
+                v = max(max(z00[k], z01[k]), max(z10[k], z11[k]))
+                out[k] = _act(v + b[k], act, alpha)
+
+
+@njit
+def _bias_rows(z, b, act, alpha, m, r0, r1, Ho, Wo, y):
+    """conv_epilogue without pooling, for rows [r0, r1) of image m."""
+    K = y.shape[3]
+    for oh in range(r0, r1):
+        for ow in range(Wo):
+            zr = z[(m * Ho + oh) * Wo + ow]
+            out = y[m, oh, ow]
+            for k in range(K):
+                out[k] = _act(zr[k] + b[k], act, alpha)
+
+
+@njit
+def conv_rows_part(cols, xp, w, b, act, alpha, KH, KW, sh, sw, dh, dw, Ho, Wo, pool2, fn, bits, y, z,
+                   nchunks):
+    """A whole conv step (patches, GEMM through OpenBLAS's sgemm, bias, activation, then the 2x2 max pool
+    when ``pool2``, else none) for the output rows of chunks [first, stop) of total (edgecnn._spin_pool's
+    packing): rows of y, over the n = len(cols) // (Ho*Wo) images. Each thread makes the patches it
+    multiplies: patches made on one core and multiplied on another cost a cache-line transfer each
+    (measured: 2x slower patches for the next call)."""
+    P, R, K = Ho * Wo, cols.shape[1], w.shape[1]
+    n = cols.shape[0] // P
+    per = Ho // 2 if pool2 else Ho  # output rows per image
+    total = nchunks & 0xFFFF
+    lo, hi = chunk_first(nchunks) * n * per // total, chunk_stop(nchunks) * n * per // total
+    u = lo
+    while u < hi:
+        m = u // per
+        r0, r1 = u - m * per, min(hi - m * per, per)
+        c0, c1 = (2 * r0, 2 * r1) if pool2 else (r0, r1)
+        _patch_rows(xp, m, c0, c1, KH, KW, sh, sw, dh, dw, Ho, Wo, cols)
+        p0 = (m * Ho + c0) * Wo
+        sgemm(fn, bits, False, False, (c1 - c0) * Wo, K, R, cols, p0 * R, R, w, 0, K, _F0, z, p0 * K, K)
+        if pool2:
+            _pool2_rows(z, b, act, alpha, m, r0, r1, Ho, Wo, y)
+        else:
+            _bias_rows(z, b, act, alpha, m, r0, r1, Ho, Wo, y)
+        u = m * per + r1
+
+
+@njit
+def dense_rows(x, w, b, act, alpha, z):
+    """z[m] = act(w @ x[m] + b) for the rows of x (n, F); w (U, F) as a Dense layer holds it, so the
+    model's own array serves (nothing copied, nothing to go stale)."""
+    _dense_units(x, w, b, act, alpha, z, 0, w.shape[0])
+
+
+@njit
+def dense_rows_part(x, w, b, act, alpha, z, nchunks):
+    """dense_rows for the units of chunks [first, stop) of total (edgecnn._spin_pool's packing), in
+    groups of 8 units."""
+    total, U = nchunks & 0xFFFF, w.shape[0]
+    groups = (U + 7) // 8
+    lo, hi = chunk_first(nchunks) * groups // total * 8, chunk_stop(nchunks) * groups // total * 8
+    if hi > lo:
+        _dense_units(x, w, b, act, alpha, z, lo, min(hi, U))
+
+
+@njit
+def _dense_units(x, w, b, act, alpha, z, lo, hi):
+    """Units [lo, hi) of dense_rows. Each pass runs 8 dot products over F at once (4 weight rows x 2
+    images; 8 rows for a single image): one chain would wait on the previous add, and each weight row
+    is read once per pair of images instead of once per image."""
+    n, F = x.shape
+    last = hi - 1  # past the end: the last row again (computed, not stored)
+    if n == 1:
+        xr = x[0]
+        for u in range(lo, hi, 8):
+            w0, w1, w2, w3 = w[u], w[min(u + 1, last)], w[min(u + 2, last)], w[min(u + 3, last)]
+            w4, w5 = w[min(u + 4, last)], w[min(u + 5, last)]
+            w6, w7 = w[min(u + 6, last)], w[min(u + 7, last)]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _F0
+            for f in range(F):
+                p = xr[f]
+                a0 += p * w0[f]
+                a1 += p * w1[f]
+                a2 += p * w2[f]
+                a3 += p * w3[f]
+                a4 += p * w4[f]
+                a5 += p * w5[f]
+                a6 += p * w6[f]
+                a7 += p * w7[f]
+            acc = (a0, a1, a2, a3, a4, a5, a6, a7)
+            for k in range(min(8, hi - u)):
+                z[0, u + k] = _act(acc[k] + b[u + k], act, alpha)
+        return
+    for u in range(lo, hi, 4):
+        w0, w1, w2, w3 = w[u], w[min(u + 1, last)], w[min(u + 2, last)], w[min(u + 3, last)]
+        for m in range(0, n, 2):
+            x0, x1 = x[m], x[min(m + 1, n - 1)]
+            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = _F0
+            for f in range(F):
+                p, q = x0[f], x1[f]
+                a00 += p * w0[f]
+                a01 += p * w1[f]
+                a02 += p * w2[f]
+                a03 += p * w3[f]
+                a10 += q * w0[f]
+                a11 += q * w1[f]
+                a12 += q * w2[f]
+                a13 += q * w3[f]
+            r0, r1 = (a00, a01, a02, a03), (a10, a11, a12, a13)
+            for k in range(min(4, hi - u)):
+                z[m, u + k] = _act(r0[k] + b[u + k], act, alpha)
+                if m + 1 < n:
+                    z[m + 1, u + k] = _act(r1[k] + b[u + k], act, alpha)
 
 
 @njit
@@ -143,6 +274,29 @@ def _all_equal(arrays, copies):
 
 # ---------------------------------------------------------------------------------------------------------
 # Steps
+
+class _Split:
+    """A chunked kernel (edgecnn._spin_pool's packing) run on the filter pool, 2 chunks a thread. The
+    calling thread claims chunks too, so a worker that is late or descheduled costs at most the chunk
+    it took, never a wait for it to start."""
+
+    def __init__(self, kernel, fixed, macs_per_row, parts):
+        """parts(rows of src): how many pieces the kernel can split a call into."""
+        self.kernel, self.fixed, self.macs_per_row, self.parts = kernel, fixed, macs_per_row, parts
+        self._runners = {}  # rows -> the pool's runner for arrays of that shape
+
+    def __call__(self, src, out):
+        """True when done in parallel; False (nothing done) when one thread is better or the pool is
+        serving another thread."""
+        threads = _spin_pool.thread_count() if PARALLEL[0] else 1
+        if threads < 2 or len(src) * self.macs_per_row < PARALLEL_MIN_MACS:
+            return False
+        go = self._runners.get(len(src))
+        if go is None:
+            go = self._runners[len(src)] = _spin_pool.POOL.runner(
+                _spin_pool.new_call_id(), self.kernel, src, self.fixed, out)
+        return go(src, out, min(2 * threads, self.parts(len(src))), threads)
+
 
 def _fold_bn(w, b, bn):
     """Fold an inference batch norm into the affine map before it: w (K, ...), b (K,) or None."""
@@ -184,6 +338,9 @@ class _ConvStep:
     def params(self):
         return [p for lay in (self.conv, self.bn) if lay is not None for p in lay.params]
 
+    def folded(self):
+        return self.params()  # the weights are always copied (reordered for channels-last patches)
+
     def fold(self):
         w = self.conv.params[0].value.astype(np.float64).reshape(self.K, self.R)
         b = self.conv.params[1].value.astype(np.float64) if self.conv.use_bias else None
@@ -192,6 +349,19 @@ class _ConvStep:
         w = w.reshape(self.K, self.C, self.KH, self.KW).transpose(2, 3, 1, 0).reshape(self.R, self.K)
         self.w = np.ascontiguousarray(w, np.float32)  # (R, K), rows in (i, j, c) order as the patches
         self.b = np.zeros(self.K, np.float32) if b is None else b.astype(np.float32)
+        self.fused = self.split = None  # made at the first call: y may still become the next conv's input
+
+    def _fuse(self):
+        """conv_rows_part's fixed arguments and a _Split running it over the pool's threads, or
+        (False, False) where it does not apply (no OpenBLAS sgemm to call from compiled code; a max
+        pool other than 2x2)."""
+        fn, bits = numpy_sgemm()
+        if not fn or not (self.pool2 or self.pool == (1, 1, 1, 1, 0, 0)):
+            return False, False
+        per = self.Ho // 2 if self.pool2 else self.Ho
+        fixed = (self.xpad, self.w, self.b, self.act, self.alpha, self.KH, self.KW, self.sh, self.sw, self.dh,
+                 self.dw, self.Ho, self.Wo, self.pool2, fn, bits, self.y_hwc)
+        return fixed, _Split(conv_rows_part, fixed, self.R * self.K, lambda rows: rows // self.P * per)
 
     def views(self, n):
         return self.cols[:n * self.P], self.z[:n * self.P]
@@ -201,6 +371,12 @@ class _ConvStep:
         cols, z = views
         if x is not self.x_in:
             self.x_in[:n] = x[:n].transpose(0, 2, 3, 1)
+        if self.fused is None:
+            self.fused, self.split = self._fuse()
+        if self.fused:
+            if not self.split(cols, z):
+                conv_rows_part(cols, *self.fused, z, _ONE_CHUNK)
+            return self.y
         im2col_nhwc(self.xpad, n, self.KH, self.KW, self.sh, self.sw, self.dh, self.dw, self.Ho, self.Wo,
                     cols)
         np.matmul(cols, self.w, out=z)
@@ -222,21 +398,32 @@ class _DenseStep:
     def params(self):
         return [p for lay in (self.dense, self.bn) if lay is not None for p in lay.params]
 
+    def folded(self):
+        """The parameters whose values this step copied (and so must be checked for changes)."""
+        return self.params() if self.bn is not None else []
+
     def fold(self):
-        w = self.dense.params[0].value.astype(np.float64)
-        b = self.dense.params[1].value.astype(np.float64) if self.dense.use_bias else None
-        if self.bn is not None:
+        if self.bn is None:  # the layer's own arrays: a change to their values is seen at once
+            self.w = self.dense.params[0].value
+            self.b = self.dense.params[1].value if self.dense.use_bias else np.zeros(self.U, np.float32)
+        else:
+            w = self.dense.params[0].value.astype(np.float64)
+            b = self.dense.params[1].value.astype(np.float64) if self.dense.use_bias else None
             w, b = _fold_bn(w, b, self.bn)
-        self.wt = np.ascontiguousarray(w.T, np.float32)  # (F, U): x @ wt
-        self.b = np.zeros(self.U, np.float32) if b is None else b.astype(np.float32)
+            self.w = np.ascontiguousarray(w, np.float32)  # (U, F), as the layer holds it
+            self.b = b.astype(np.float32)
+        groups = (self.U + 7) // 8
+        self.split = _Split(dense_rows_part, (self.w, self.b, self.act, self.alpha), self.F * self.U,
+                            lambda rows: groups)
 
     def views(self, n):
         return (self.z[:n],)
 
     def run(self, x, n, views):
         z, = views
-        np.matmul(x[:n].reshape(n, self.F), self.wt, out=z)
-        dense_epilogue(z, self.b, self.act, self.alpha)
+        x = x[:n].reshape(n, self.F)
+        if not self.split(x, z):
+            dense_rows(x, self.w, self.b, self.act, self.alpha, z)
         return z
 
 
@@ -326,7 +513,8 @@ class InferencePlan:
         # what the folded weights came from: the parameter arrays and a copy of their values
         self._params = [p for s in self.steps for p in s.params()]
         self._values = [p.value for p in self._params]
-        self._flat = tuple(v.reshape(-1) for v in self._values)  # views: in-place updates show through
+        # values copied into the plan (folded or reordered); the rest it reads from the model itself
+        self._flat = tuple(p.value.reshape(-1) for s in self.steps for p in s.folded())  # views: in-place
         self._copies = tuple(f.copy() for f in self._flat)
 
     def _current(self):
@@ -338,7 +526,7 @@ class InferencePlan:
         for p, v in zip(self._params, self._values):
             if p.value is not v:
                 return False
-        return _all_equal(self._flat, self._copies)
+        return not self._flat or _all_equal(self._flat, self._copies)
 
     def _check(self, x):
         if not isinstance(x, np.ndarray):

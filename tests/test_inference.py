@@ -83,6 +83,77 @@ def test_other_covered_settings_match():
             assert_close(plan.predict(x), model.predict(x))
 
 
+@pytest.fixture
+def every_step_split(monkeypatch):
+    """Every conv (2x2 or no pool) and dense step runs over 2 threads of the filter pool, whatever the
+    machine has and however small the step; yields the list of steps that ran split."""
+    from edgecnn import inference as I
+    monkeypatch.setattr(I, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(I._spin_pool, "thread_count", lambda: 2)
+    ran, call = [], I._Split.__call__
+
+    def spy(self, src, out):
+        done = call(self, src, out)
+        ran.append(done and self.kernel.py_func.__name__)
+        return done
+    monkeypatch.setattr(I._Split, "__call__", spy)
+    return ran
+
+
+@pytest.mark.parametrize("name", ["default", "lenet5", "keras-mnist"])
+def test_steps_split_over_threads_match_model_predict(name, every_step_split):
+    model = randomize(models.build(name, seed=3), seed=5)
+    plan = compile_plan(model, max_batch=8)
+    for n in (1, 3, 8):  # 3: rows that do not divide into the chunks evenly
+        x = batch(n, seed=10 + n)
+        assert_close(plan.predict(x), model.predict(x))
+    convs = sum(isinstance(lay, L.Conv2D) for lay in model.layers)
+    dense = sum(isinstance(lay, L.Dense) for lay in model.layers)
+    assert every_step_split.count("conv_rows_part") == 3 * convs
+    assert every_step_split.count("dense_rows_part") == 3 * dense
+
+
+def test_split_steps_without_pool_odd_rows_and_folded_dense(every_step_split):
+    # a conv without a pool, a 2x2 pool over an odd number of rows (the last row unused), a general
+    # pool (runs on one thread), a dense with a batch norm folded in
+    model = Sequential([
+        L.Conv2D(6, 3, activation="relu"),               # 13x11: no pool after it
+        L.Conv2D(8, 3, padding=1, activation="leaky_relu", use_bias=False),
+        L.MaxPool2D(2),                                   # 13 rows -> 6
+        L.Conv2D(5, 2, activation="relu"),
+        L.MaxPool2D(3, strides=1),                        # a general pool: not split
+        L.Flatten(),
+        L.Dense(19),
+        L.BatchNorm2D(activation="relu"),
+        L.Dense(3),
+    ], input_shape=(2, 15, 13), seed=1)
+    randomize(model, seed=6)
+    plan = compile_plan(model, max_batch=4)
+    for n in (1, 2, 5):
+        x = batch(n, (2, 15, 13), seed=n)
+        assert_close(plan.predict(x), model.predict(x))
+    runs = 1 + 1 + 2  # n = 5 runs as 4 + 1 (max_batch 4)
+    assert every_step_split.count("conv_rows_part") == 2 * runs
+    assert every_step_split.count("dense_rows_part") == 2 * runs
+    assert plan.steps[2].split is False and plan.steps[2].fused is False  # the general pool's conv
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_one_channel_first_convs_in_the_fused_step(split, request):
+    # a first layer of one channel (the inner patch loop of one is skipped): a non-square kernel with
+    # padding, a strided one; on the calling thread and split
+    if split:
+        request.getfixturevalue("every_step_split")
+    for first in (L.Conv2D(4, (2, 3), padding=1, activation="relu"), L.Conv2D(3, 3, strides=2)):
+        model = Sequential([first, L.MaxPool2D(2), L.Flatten(), L.Dense(5)], input_shape=(1, 11, 9), seed=3)
+        randomize(model, seed=4)
+        plan = compile_plan(model, max_batch=4)
+        for n in (1, 4, 6):
+            x = batch(n, (1, 11, 9), seed=n)
+            assert_close(plan.predict(x), model.predict(x))
+        assert plan.steps[0].fused
+
+
 def test_pooling_after_a_decreasing_activation():
     # leaky_relu with a negative slope is not monotone: the pool must see the activated values
     model = Sequential([L.Conv2D(3, 3, padding=1), L.Activation("leaky_relu", alpha=-0.5), L.MaxPool2D(2),
@@ -136,6 +207,34 @@ def test_plan_follows_load_state_dict():
     conv = model.layers[0]
     conv.params[0].value = conv.params[0].value * np.float32(2)
     assert_close(plan.predict(x), model.predict(x))
+
+
+def test_plan_reads_dense_weights_in_place_and_sees_their_changes():
+    model = randomize(models.build("keras-mnist", seed=0), seed=2)
+    plan = compile_plan(model)
+    dense = [lay for lay in model.layers if isinstance(lay, L.Dense)]
+    assert [s.w is d.params[0].value for s, d in zip(plan.steps[2:], dense)] == [True, True]  # not copied
+    x = batch(3)
+    before = plan.predict(x)
+    dense[0].params[0].value[5:9] *= np.float32(-3)  # in place, as an optimizer step writes
+    after = plan.predict(x)
+    assert_close(after, model.predict(x))
+    assert np.abs(after - before).max() > 100 * RTOL * np.abs(after).max()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 9])
+@pytest.mark.parametrize("act", ["linear", "relu", "leaky_relu"])
+def test_dense_rows_matches_float64(n, act):
+    from edgecnn.inference import _ACTS, dense_rows
+    rng = np.random.default_rng(n)
+    U, F = 13, 37  # not multiples of the kernel's 8 rows (4 x 2 images)
+    x, w = rng.normal(size=(n, F)).astype(np.float32), rng.normal(size=(U, F)).astype(np.float32)
+    b = rng.normal(size=U).astype(np.float32)
+    z = np.full((n, U), np.nan, np.float32)
+    dense_rows(x, w, b, _ACTS[None if act == "linear" else act], np.float32(0.1), z)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    ref = {"linear": ref, "relu": np.maximum(ref, 0), "leaky_relu": np.where(ref > 0, ref, 0.1 * ref)}[act]
+    np.testing.assert_allclose(z, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_inputs_name_the_shape():
