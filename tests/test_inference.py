@@ -154,6 +154,18 @@ def test_one_channel_first_convs_in_the_fused_step(split, request):
         assert plan.steps[0].fused
 
 
+def test_without_openblas_sgemm_convs_take_numpys_matmul(monkeypatch):
+    # NumPy on MKL or Accelerate: no cblas_sgemm address to call from compiled code
+    from edgecnn import inference as I
+    monkeypatch.setattr(I, "numpy_sgemm", lambda: (0, 0))
+    model = randomize(models.build("default", seed=3), seed=8)
+    plan = compile_plan(model)
+    for n in (1, 5):
+        x = batch(n, seed=n)
+        assert_close(plan.predict(x), model.predict(x))
+    assert all(s.fused is False for s in plan.steps[:3])
+
+
 def test_pooling_after_a_decreasing_activation():
     # leaky_relu with a negative slope is not monotone: the pool must see the activated values
     model = Sequential([L.Conv2D(3, 3, padding=1), L.Activation("leaky_relu", alpha=-0.5), L.MaxPool2D(2),
