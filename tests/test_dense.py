@@ -108,3 +108,36 @@ def test_validation_names_the_parameter(call, exc, name):
         call()
     msg = str(info.value)
     assert name in msg and "dense_" in msg, msg
+
+
+def test_every_product_runs_with_one_openblas_thread(monkeypatch):
+    # outside training nothing else holds OpenBLAS to one thread: a product on its own pool left that
+    # pool spinning on the cores the next conv needed (the default model's Model.predict: 1.5x slower)
+    from edgecnn._blas import numpy_openblas
+    blas = numpy_openblas()
+    if not blas:
+        pytest.skip("NumPy is not on OpenBLAS")
+    seen, real = [], np.matmul
+
+    class NumPy:  # dense's np, with a matmul that notes OpenBLAS's thread count
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def matmul(*args, **kwargs):
+            seen.append(blas[0]())
+            return real(*args, **kwargs)
+    monkeypatch.setattr(D, "np", NumPy())
+    before = blas[0]()
+    blas[1](2)
+    try:
+        rng = np.random.default_rng(0)
+        for n, i, o in ((4, 30, 10), (256, 1024, 256)):  # on the calling thread; split over threads
+            x = rng.standard_normal((n, i)).astype(np.float32)
+            w = rng.standard_normal((o, i)).astype(np.float32)
+            want = x.astype(np.float64) @ w.T.astype(np.float64)
+            np.testing.assert_allclose(D.dense_forward(x, w), want, rtol=1e-4, atol=1e-3)
+        assert blas[0]() == 2  # restored after each call
+    finally:
+        blas[1](before)
+    assert seen and set(seen) == {1}, seen

@@ -7,13 +7,14 @@ fixed summation order (deterministic).
 
 Large products are split into disjoint blocks of output rows or columns, one per Numba thread, on
 the conv thread pool (_conv_threads): training holds OpenBLAS to one thread (its own pool would
-fight Numba's), which left keras-mnist's 9216->128 layer, 12 ms of a step, on one core.
+fight Numba's), which left keras-mnist's 9216->128 layer, 12 ms of a step, on one core. Every
+product holds OpenBLAS to one thread for its duration (see _matmul).
 """
 import numpy as np
 
 from .._jit import njit
 from ._common import check_array, check_out, check_shape, is_device_array
-from ._conv_threads import n_parts, run_parts
+from ._conv_threads import _blas_single, n_parts, run_parts
 
 _F0 = np.float32(0.0)
 # Below this many flops a product stays on the calling thread: handing half to the conv pool's
@@ -49,7 +50,15 @@ def _matmul(a, b, out, axis):
     n = M if axis == 0 else N
     parts = n_parts(n, 16) if 2 * M * N * a.shape[1] >= SPLIT_FLOPS else 1
     if parts == 1:
-        np.matmul(a, b, out=out)
+        # One OpenBLAS thread here too: a product run on its pool leaves that pool's threads spinning
+        # for a long while, on the cores the next conv's threads need. Model.predict outside training
+        # (which holds OpenBLAS to one thread anyway), measured: the default model 7,450 -> 11,000
+        # img/s at batch 256, 670 -> 400 us at batch 1; lenet5 at batch 1, 454 -> 139 us.
+        _blas_single(True)
+        try:
+            np.matmul(a, b, out=out)
+        finally:
+            _blas_single(False)
         return
 
     def part(p, lo, hi):
