@@ -52,8 +52,10 @@ def _matmul(a, b, out, axis):
     if parts == 1:
         # One OpenBLAS thread here too: a product run on its pool leaves that pool's threads spinning
         # for a long while, on the cores the next conv's threads need. Model.predict outside training
-        # (which holds OpenBLAS to one thread anyway), measured: the default model 7,450 -> 11,000
-        # img/s at batch 256, 670 -> 400 us at batch 1; lenet5 at batch 1, 454 -> 139 us.
+        # (which holds OpenBLAS to one thread anyway), measured: the default model 7,450 -> 11,000-
+        # 15,800 img/s at batch 256, lenet5 34,000-40,500 -> 55,000-76,000; at batch 1 right after a
+        # batch-256 call, 670 -> 400 us and 454 -> 139 us. Holding costs ~1.4 us a product (set and
+        # restore); letting OpenBLAS's own small-size rule decide when to thread measured no faster.
         _blas_single(True)
         try:
             np.matmul(a, b, out=out)
