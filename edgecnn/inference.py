@@ -18,12 +18,12 @@ layer) is split by output rows (units) into 2 chunks a thread over edgecnn's fil
 (edgecnn._spin_pool). Each chunk is the whole step for its rows, patches, OpenBLAS's single-threaded sgemm
 called from compiled code, bias, activation and pooling: patches made on one core and multiplied on
 another cost a cache-line transfer each (splitting only the GEMM measured 1.4x slower: keras-mnist's
-second conv, 195 against 133 us). The calling thread
-claims chunks too, so a late or descheduled worker costs at most the chunk it took, never a wait for it
-to start (an earlier design, two halves of the batch with one join per call, measured p95 3.4-4.6 ms
-against 0.8-1.8 on one thread on a busy host). Batch 1, one process alone on 2 cores: keras-mnist
-0.54 -> 0.20-0.22 ms, the default model 0.15 -> 0.09 ms (README, "Inference"). A plan serves one thread
-at a time (its buffers are shared); while another thread holds the pool, its steps run on one thread.
+second conv, 195 against 133 us). The calling thread claims chunks too, so a late or descheduled worker
+costs at most the chunk it took, never a wait for it to start (an earlier design, two halves of the
+batch with one join per call, measured p95 3.4-4.6 ms against 0.8-1.8 on one thread on a busy host).
+Batch 1, one process alone on 2 cores: keras-mnist 0.54 -> 0.20-0.22 ms, the default model 0.15 ->
+0.09 ms (README, "Inference"). A plan serves one thread at a time (its buffers are shared); while
+another thread holds the pool, its steps run on one thread.
 
 Covered: chains (``model.is_chain()``) of Conv2D (groups=1; any stride, padding, dilation), Dense,
 BatchNorm2D right after one of them, MaxPool2D right after a conv step, Flatten, Dropout, and the
