@@ -93,7 +93,11 @@ def test_worker_sleeps_when_idle_and_wakes_for_the_next_call():
     pool = S.SpinPool()
     src = np.ones((64, 4), np.float32)
     out = np.zeros_like(src)
-    pool.run(1, _add_rows, src, (np.float32(1),), out, 8, 2)
+    # one call id, one set of fixed arguments (run's contract: a worker woken for call 1 serves it
+    # with the arguments it last saw for call 1; with (1,) here and (3,) below, a chunk it got to
+    # before the caller finished came out as 1s)
+    pool.run(1, _add_rows, src, (np.float32(3),), out, 8, 2)
+    np.testing.assert_array_equal(out, 3 * src)
     deadline = time.time() + 10
     while S._load(pool.ctl, S.SLEEPERS) != 1 and time.time() < deadline:
         time.sleep(0.01)  # SPIN_US after the call it goes to sleep
