@@ -20,7 +20,8 @@ its own engine (onnxruntime's threads keep spinning for ~40 ms after its last ca
 edgecnn's second thread needed). Every ratio is edgecnn's time per image over the other's (for
 throughput: the other's images per second over edgecnn's): below 1, edgecnn is faster.
 PyTorch and onnxruntime are benchmark-only comparisons (pip install torch==2.13.0, and the bench extra:
-pip install -e ".[bench]"); a missing one is skipped. Results: table on stdout, JSON in benchmarks/results/inference.json.
+pip install -e ".[bench]"); a missing one is skipped. Results: table on stdout, JSON in
+benchmarks/results/inference.json.
 """
 import argparse
 import json
@@ -70,8 +71,10 @@ def _values(lay):
 
 
 def _pool_size(lay):
-    k = lay.pool_size if hasattr(lay, "pool_size") else lay.kernel_size
-    return tuple(k) if isinstance(k, (tuple, list)) else (k, k)
+    """The window of a max pool whose stride is its window and that pads nothing (all the zoo uses)."""
+    if tuple(lay.strides) != tuple(lay.pool_size) or any(lay.padding):
+        raise SystemExit("benchmarks/inference.py: no translation for a strided or padded pool")
+    return tuple(lay.pool_size)
 
 
 def torch_module(torch, model):
@@ -230,8 +233,8 @@ def bench_model(name, engines, threads, repeats):
         one["onnxruntime"] = lambda: sess.run(None, {"x": x1})
         big["onnxruntime"] = lambda: sess.run(None, {"x": xb})
     r1 = interleaved(one, repeats=repeats, warmup=3, target=0.02, settle=SETTLE)
-    # Model.predict after the others and on its own: for a while after it, the plan ran 1.4x slower
-    # (OpenBLAS's threads, woken by its batch-1 dense product, still spinning)
+    # Model.predict after the others and on its own: before dense products held OpenBLAS to one thread,
+    # the plan ran 1.4x slower for a while after it (OpenBLAS's threads still spinning)
     _check("Model.predict batch 1", model.predict(x1, batch_size=1), want1)
     r1.update(interleaved({"edgecnn_predict": lambda: model.predict(x1, batch_size=1)}, repeats=repeats,
                           warmup=3, target=0.02))
@@ -242,30 +245,40 @@ def bench_model(name, engines, threads, repeats):
     return row
 
 
-def _print(rows, engines):
-    others = [e for e in ("torch", "onnxruntime") if any(e in r["bs1_us"] for r in rows)]
-    print(f"{'model':12} {'bs1 plan us':>11} {'predict us':>10}"
-          + "".join(f" {o + ' us':>15} {'ratio':>6}" for o in others))
+def _table(rows, key, mine, head, unit, ratio):
+    """One table: a row per model, edgecnn's figure(s) then each other engine's with ``ratio``."""
+    others = [e for e in ("torch", "onnxruntime") if any(e in r[key] for r in rows)]
+    print(f"{'model':12}" + "".join(f" {h:>11}" for h in head)
+          + "".join(f" {o + ' ' + unit:>18} {'ratio':>6}" for o in others))
     for r in rows:
-        b, p = r["bs1_us"], r["bs1_us"]["edgecnn_plan"]
-        line = f"{r['model']:12} {p:11.0f} {b['edgecnn_predict']:10.0f}"
+        fig = r[key]
+        line = f"{r['model']:12}" + "".join(f" {fig[m]:11.0f}" for m in mine)
         for o in others:
-            line += f" {b[o]:15.0f} {p / b[o]:6.2f}" if o in b else f" {'-':>15} {'-':>6}"
+            line += (f" {fig[o]:18.0f} {ratio(fig[mine[0]], fig[o]):6.2f}" if o in fig
+                     else f" {'-':>18} {'-':>6}")
         print(line)
-    print(f"\n{'model':12} {'bs256 img/s':>11}"
-          + "".join(f" {o + ' img/s':>18} {'ratio':>6}" for o in others))
-    for r in rows:
-        b, e = r["bs256_img_s"], r["bs256_img_s"]["edgecnn"]
-        line = f"{r['model']:12} {e:11.0f}"
-        for o in others:
-            line += f" {b[o]:18.0f} {b[o] / e:6.2f}" if o in b else f" {'-':>18} {'-':>6}"
-        print(line)
+
+
+def _print(rows):
+    _table(rows, "bs1_us", ("edgecnn_plan", "edgecnn_predict"), ("bs1 plan us", "predict us"), "us",
+           lambda mine, other: mine / other)
+    print()
+    _table(rows, "bs256_img_s", ("edgecnn",), ("bs256 img/s",), "img/s", lambda mine, other: other / mine)
     print("ratio: edgecnn time / other's time (below 1: edgecnn is faster)")
 
 
 def main(argv=None):
     args = _parse(argv)
     import numba
+    from edgecnn import models
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in models.names()]
+    if unknown or not names:
+        raise SystemExit(f"benchmarks/inference.py: --models must name zoo models "
+                         f"({', '.join(models.names())}), got {args.models!r}")
+    if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
+        raise SystemExit(f"benchmarks/inference.py: --threads must be 1..{numba.config.NUMBA_NUM_THREADS}, "
+                         f"got {args.threads}")
     numba.set_num_threads(args.threads)
     engines = _engines(args.threads, {e.strip() for e in args.others.split(",") if e.strip()})
     versions = {"torch": engines["torch"].__version__} if "torch" in engines else {}
@@ -273,13 +286,14 @@ def main(argv=None):
         versions["onnxruntime"] = engines["onnx"][1].__version__
     print(f"threads={args.threads}  repeats={args.repeats}  load average {os.getloadavg()[0]:.2f}  "
           + "  ".join(f"{k} {v}" for k, v in versions.items()))
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
     rows = [bench_model(n, engines, args.threads, args.repeats) for n in names]
-    _print(rows, engines)
+    _print(rows)
     path = pathlib.Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "versions": versions,
-                                "rows": rows}, indent=1))
+    tmp = path.with_name(path.name + ".tmp")  # whole or not at all
+    tmp.write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "versions": versions,
+                               "rows": rows}, indent=1))
+    os.replace(tmp, path)
     return 0
 
 

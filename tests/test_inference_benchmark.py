@@ -44,3 +44,12 @@ def test_onnx_graph_reproduces_edgecnn(name):
     sess = bench._ort_session(ort, bench.onnx_model(onnx, model), 1)
     got, want = sess.run(None, {"x": x})[0], model.predict(x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("argv, says", [(["--models", "resnet"], "--models must name zoo models"),
+                                        (["--models", ","], "--models must name zoo models"),
+                                        (["--threads", "0"], "--threads must be 1..")])
+def test_bad_options_are_one_line_naming_the_option(argv, says, tmp_path):
+    with pytest.raises(SystemExit, match=says):
+        load_bench().main(argv + ["--with", "", "--json", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
