@@ -2,6 +2,7 @@
 the HUD and the side filter view; s saves a snapshot; q quits within 1 s. Screenshots come from
 ``xwd`` (read here) or ImageMagick's ``import``; keys from ``xdotool`` (the key part skips without it)."""
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -27,18 +28,28 @@ if shutil.which("xwd") is None and shutil.which("import") is None:
 
 @pytest.fixture(scope="module")
 def display():
-    for n in range(91, 120):
-        if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"):
-            break
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1600x900x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Xvfb picks a free display itself and writes its number to the pipe (-displayfd): choosing one here
+    # by looking for a free socket raced with a test suite running beside this one, and both then
+    # drew their windows on the same screen
+    rfd, wfd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1600x900x24",
+                             "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(wfd,))
+    os.close(wfd)
+    number = b""
     deadline = time.monotonic() + 10
-    while not os.path.exists(f"/tmp/.X11-unix/X{n}"):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.skip("Xvfb did not start")
-        time.sleep(0.05)
-    yield f":{n}"
+    while not number.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([rfd], [], [], 0.1)
+        if ready:
+            chunk = os.read(rfd, 16)
+            if not chunk:
+                break
+            number += chunk
+    os.close(rfd)
+    if not number.strip().isdigit():
+        proc.kill()
+        pytest.skip("Xvfb did not start")
+    yield f":{int(number)}"
     proc.terminate()
     proc.wait(5)
 
@@ -116,7 +127,8 @@ def test_window_shows_the_overlay_and_keys_work(display, tmp_path, mnist_dir):
             if seen[0] > 500 and seen[1] > 500:
                 break
             time.sleep(0.5)
-        assert p.poll() is None, err()
+        assert p.poll() is None, (f"the run ended before the overlay was seen (last screenshot: box and HUD "
+                                  f"pixels {seen}):\n{err()}")
         assert seen[0] > 500, f"no green boxes on screen: {seen}"
         assert seen[1] > 500, f"no HUD on screen: {seen}"
         img = screenshot(display)
