@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import live_kernels as K
+from . import live_lines as L
 from ._jit import njit
 from .live_mnist import normalize_candidates_cpu
 
@@ -33,6 +34,9 @@ class DetectConfig:
     reject_border: bool = True  # digits cut by the frame edge are not classified
     min_confidence: float = 0.5
     max_candidates: int = 64
+    line_length: float = 0.3    # ruled/grid paper lines: thin ink running this fraction of the frame's
+                                # longer side or more, either way, is cut out first (0: off)
+    line_width: int = 3         # thickest line, px (ink this thin across a long run; see live_lines)
     normalizer: str = "fused"   # "fused": one Numba call for all candidates (live_mnist); "digits":
                                 # edgecnn.digits.to_mnist_28 per crop (the `edgecnn predict` path, slower)
 
@@ -47,6 +51,10 @@ class DetectConfig:
             raise ValueError(f"DetectConfig: tile must be >= 4 px, got {self.tile}")
         if not 0 < self.threshold < 255:
             raise ValueError(f"DetectConfig: threshold must be in 1..254, got {self.threshold}")
+        if not 0 <= self.line_length <= 1:
+            raise ValueError(f"DetectConfig: line_length must be in [0, 1] (0: keep lines), got {self.line_length}")
+        if not (isinstance(self.line_width, (int, np.integer)) and self.line_width >= 1):
+            raise ValueError(f"DetectConfig: line_width must be an integer >= 1 px, got {self.line_width!r}")
         return self
 
 
@@ -204,7 +212,25 @@ class DigitDetector:
             K.row_runs_cpu(ink, np.uint8(thr), starts, ends, counts)
         else:
             K.ink_runs_cpu(gray, paper, c.tile, c.threshold, starts, ends, counts)
-        return K.label_runs_cpu(starts, ends, counts)
+        runs = K.label_runs_cpu(starts, ends, counts)
+        if c.line_length > 0:  # a page-wide component may hold paper lines (costs nothing otherwise)
+            long = max(int(c.line_length * max(h, w)), 1)
+            if L.has_long_component(runs[4], long, long):
+                runs = self._without_lines(starts, ends, counts, w, long, long)
+        return runs
+
+    def _without_lines(self, starts, ends, counts, w, long_h, long_v):
+        """The runs labelled again with ruled and grid lines cut out (edgecnn.live_lines); the line
+        runs come back as one extra component that is never a digit."""
+        h, cap = starts.shape
+        lines = self._buf("lines", (h, w), np.uint8)
+        L.line_pixels_cpu(starts, ends, counts, h, w, long_h, long_v, self.config.line_width, lines)
+        ink = [self._buf(k, (h, cap), np.int32) for k in ("ink_starts", "ink_ends")]
+        line = [self._buf(k, (h, cap), np.int32) for k in ("line_starts", "line_ends")]
+        ink_counts, line_counts = self._buf("ink_counts", (h,), np.int32), self._buf("line_counts", (h,), np.int32)
+        L.split_runs_cpu(starts, ends, counts, lines, ink[0], ink[1], ink_counts, line[0], line[1], line_counts)
+        rrow, rx0, rx1, comp, stats = K.label_runs_cpu(ink[0], ink[1], ink_counts)
+        return L.with_line_runs(rrow, rx0, rx1, comp, stats, line[0], line[1], line_counts)
 
     def candidates(self, shape, runs):
         """Boxes (M, 4) as x0, y0, x1, y1 of plausible digits, and the candidate of each component."""
