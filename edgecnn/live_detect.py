@@ -34,9 +34,10 @@ class DetectConfig:
     reject_border: bool = True  # digits cut by the frame edge are not classified
     min_confidence: float = 0.5
     max_candidates: int = 64
-    line_length: float = 0.3    # ruled/grid paper lines: thin ink running this fraction of the frame's
-                                # longer side or more, either way, is cut out first (0: off)
-    line_width: int = 3         # thickest line, px (ink this thin across a long run; see live_lines)
+    line_length: float = 0.3    # ruled/grid paper lines: thin ink running off the frame and spanning
+                                # this fraction of its width (height for vertical lines) or more, or
+                                # 0.75 of it anywhere, is cut out first (0: off; see live_lines)
+    line_width: int = 6         # thickest line looked for, px (the cut follows the thickness measured)
     normalizer: str = "fused"   # "fused": one Numba call for all candidates (live_mnist); "digits":
                                 # edgecnn.digits.to_mnist_28 per crop (the `edgecnn predict` path, slower)
 
@@ -214,9 +215,9 @@ class DigitDetector:
             K.ink_runs_cpu(gray, paper, c.tile, c.threshold, starts, ends, counts)
         runs = K.label_runs_cpu(starts, ends, counts)
         if c.line_length > 0:  # a page-wide component may hold paper lines (costs nothing otherwise)
-            long = max(int(c.line_length * max(h, w)), 1)
-            if L.has_long_component(runs[4], long, long):
-                runs = self._without_lines(starts, ends, counts, w, long, long)
+            long_h, long_v = max(int(c.line_length * w), 1), max(int(c.line_length * h), 1)
+            if L.has_long_component(runs[4], long_h, long_v):
+                runs = self._without_lines(starts, ends, counts, w, long_h, long_v)
         return runs
 
     def _without_lines(self, starts, ends, counts, w, long_h, long_v):
@@ -230,6 +231,7 @@ class DigitDetector:
         ink_counts, line_counts = self._buf("ink_counts", (h,), np.int32), self._buf("line_counts", (h,), np.int32)
         L.split_runs_cpu(starts, ends, counts, lines, ink[0], ink[1], ink_counts, line[0], line[1], line_counts)
         rrow, rx0, rx1, comp, stats = K.label_runs_cpu(ink[0], ink[1], ink_counts)
+        L.drop_line_debris(rrow, rx0, rx1, comp, stats, lines, self.config.line_width)
         return L.with_line_runs(rrow, rx0, rx1, comp, stats, line[0], line[1], line_counts)
 
     def candidates(self, shape, runs):

@@ -57,11 +57,21 @@ def test_tilted_lines_and_grid_crossings():
     assert (out[:, 150:152][crossing] != 0).all()
 
 
-def test_a_page_without_long_ink_is_left_alone():
-    m = np.zeros((100, 100), bool)
-    m[10:90, 50:53] = True  # a tall thin stroke, but shorter than min_len
-    m[50, 10:90] = True
-    assert (line_map(m, min_len=95) == 0).all()
+def test_long_means_off_the_frame_or_most_of_it():
+    """A line runs off the frame and spans min_len, or spans FREE_LINE of the frame (paper smaller
+    than the view); a digit's stroke, which ends on the paper, is shorter than that."""
+    h, w = 100, 200
+    m = np.zeros((h, w), bool)
+    m[20, 0:70] = True       # off the left edge, 70 >= min_len 60: a line
+    m[50, 30:170] = True     # 140 px, ends 30 px from either edge, under 0.75 * 200: not a line
+    m[80, 15:185] = True     # 170 px >= 0.75 * 200 anywhere: a line
+    m[25:88, 100:102] = True  # 63 px >= 60 but ends 12 px short of the edges, under 0.75 * 100: a stroke
+    out = line_map(m, min_len=60)
+    assert (out[20, 0:70] == L.HORIZONTAL).all()
+    assert (out[50] == 0).all()
+    assert (out[80, 15:100] == L.HORIZONTAL).all() and (out[80, 102:185] == L.HORIZONTAL).all()
+    assert (out[25:80, 100:102] == 0).all() and (out[81:88, 100:102] == 0).all()
+    assert (out[~m] == 0).all()
 
 
 def test_line_settings_are_checked():
@@ -79,33 +89,40 @@ def model(request, mnist_dir, tmp_path_factory):
     return io.load(livevideo.trained_model(where, mnist_dir))
 
 
-def paper_lines(frames, spacing, darkness, grid):
-    """The frames printed on ruled (or squared) paper: lines ``darkness`` darker than the page,
-    under the ink as well (the ink is multiplied in)."""
+def paper_lines(frames, spacing, darkness, grid, angle=0.0, width=1):
+    """The frames printed on ruled (or squared) paper turned by ``angle`` degrees: anti-aliased lines
+    ``width`` px wide (drawn by OpenCV), ``darkness`` darker than the page, under the ink as well."""
+    import cv2
     h, w = frames[0].shape[:2]
-    lines = np.zeros((h, w), np.float32)
-    lines[7::spacing] = 1
-    if grid:
-        lines[:, 7::spacing] = 1
-    shade = (1 - darkness * lines)[:, :, None]
+    m = np.zeros((h, w), np.uint8)
+    t = np.tan(np.radians(angle))
+    for y0 in range(7 - w, h + w, spacing):
+        cv2.line(m, (0, y0), (w - 1, int(round(y0 + t * (w - 1)))), 255, width, cv2.LINE_AA)
+        if grid:
+            cv2.line(m, (y0, 0), (int(round(y0 - t * (h - 1))), h - 1), 255, width, cv2.LINE_AA)
+    shade = (1 - darkness * m.astype(np.float32) / 255)[:, :, None]
     return [np.clip(f * shade + 0.5, 0, 255).astype(np.uint8) for f in frames]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("grid", [False, True], ids=["ruled", "grid"])
-def test_digits_on_lined_paper_are_found(model, mnist_dir, grid):
+@pytest.mark.parametrize("grid, angle, width", [(False, 0, 1), (True, 0, 1), (False, 5, 2), (True, 3, 1)],
+                         ids=["ruled", "grid", "ruled-5deg-2px", "grid-3deg"])
+def test_digits_on_lined_paper_are_found_as_on_plain_paper(model, mnist_dir, grid, angle, width):
+    """The reference is the same detector on the same frames without the lines: the lines may cost at
+    most 2 % of the digits. The tests' small model reads 349 of these 360 on plain paper; when this
+    was written, with the lines cut: ruled 351, grid 348, ruled 5 degrees 2 px 346, grid 3 degrees
+    345; with the lines kept, none."""
     frames, truth = livevideo.make_frames(mnist_dir, n_frames=60, scene_len=2, seed=1)
-    lined = paper_lines(frames, 32, 0.35, grid)
+    lined = paper_lines(frames, 32, 0.35, grid, angle, width)
     scores = {}
-    for name, cfg in (("lines cut", DetectConfig()), ("lines kept", DetectConfig(line_length=0))):
+    for name, cfg, fr in (("plain", DetectConfig(), frames), ("lines cut", DetectConfig(), lined),
+                          ("lines kept", DetectConfig(line_length=0), lined)):
         det = DigitDetector(model, cfg)
-        recs = [{"frame": i, "detections": [d.to_json() for d in det.process(f)]} for i, f in enumerate(lined)]
+        recs = [{"frame": i, "detections": [d.to_json() for d in det.process(f)]} for i, f in enumerate(fr)]
         scores[name] = livevideo.score(recs, truth)
     found, total, stray, wrong = scores["lines cut"]
-    print(f"lines cut: {found}/{total}; lines kept: {scores['lines kept'][0]}/{total}")
-    # ruled: the bar of the plain-page live test. Grid paper loses more strokes to its lines: with this
-    # test's small model it measured 349/360 (96.9 %) when written, so its bar is 95 % (README: a miss)
-    bar = 0.95 if grid else 0.97
-    assert found >= bar * total, f"{found}/{total} digits found with the right label; misses: {wrong[:10]}"
+    plain = scores["plain"][0]
+    print(f"plain {plain}/{total}; lines cut {found}/{total}; lines kept {scores['lines kept'][0]}/{total}")
+    assert found >= plain - 0.02 * total, f"{found}/{total} found on lined paper, {plain} on plain; misses: {wrong[:10]}"
     assert stray == [], f"detections off the digits: {stray}"
-    assert scores["lines kept"][0] < 0.5 * total  # the lines really join the digits without the cut
+    assert scores["lines kept"][0] < 0.5 * total  # without the cut the lines really do join the digits
