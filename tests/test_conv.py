@@ -315,7 +315,10 @@ def test_skipping_input_and_bias_gradients(path):
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_results_do_not_depend_on_chunking(compiled, monkeypatch):
-    """2-sample chunks of a 5-sample batch: the last chunk is shorter."""
+    """2-sample chunks of a 5-sample batch: the last chunk is shorter. Equal up to rounding, not bit for
+    bit: OpenBLAS may round a product's last columns (past a multiple of its kernel's width) in another
+    order, so which columns those are depends on the chunk. Its Haswell kernels, which it picks on a
+    Zen 5 host, do: 66 of 1280 outputs differed in the last bit or two (on Zen 4 none did)."""
     monkeypatch.setattr(conv, "_FORCE_PATH", "gemm")
     monkeypatch.setattr(_conv_gemm, "USE_CBLAS", compiled)
     x, w, b, kw = _make((5, 3, 8, 8), (4, 3, 3), {"padding": 1}, 12)
@@ -323,8 +326,8 @@ def test_results_do_not_depend_on_chunking(compiled, monkeypatch):
     y1, g1 = conv2d_forward(x, w, b, **kw), conv2d_backward(gy, x, w, **kw)
     monkeypatch.setattr(_conv_gemm, "CHUNK_BYTES", 2 * 27 * 64 * 4)
     y2, g2 = conv2d_forward(x, w, b, **kw), conv2d_backward(gy, x, w, **kw)
-    assert np.array_equal(y1, y2) and np.array_equal(g1[0], g2[0])
-    np.testing.assert_allclose(g1[1], g2[1], rtol=RTOL, atol=ATOL)
+    for a, b_ in ((y1, y2), (g1[0], g2[0]), (g1[1], g2[1])):
+        np.testing.assert_allclose(a, b_, rtol=RTOL, atol=ATOL)
 
 
 def test_output_shape_helper():
