@@ -33,6 +33,9 @@ KEYS_HELP = "Keys: q or Esc quit, f cycles the filter view, space pauses, s save
               help="MNIST-style normalization of each digit: one Numba call for all candidates, or "
                    "edgecnn.digits.to_mnist_28 per crop (what `edgecnn predict` uses; slower).")
 @click.option("--min-size", type=click.IntRange(4), default=12, help="Smallest digit height, pixels.")
+@click.option("--cut-lines/--keep-lines", "cut_lines", default=True,
+              help="Cut ruled and grid paper lines out of the ink before finding digits (--keep-lines when "
+                   "a thin straight stroke fills most of the picture and is taken for a line).")
 @click.option("--reconnects", type=click.IntRange(0), default=5,
               help="Reconnect attempts (exponential backoff) when a camera or stream stops delivering.")
 @click.option("--snapshot-dir", type=click.Path(file_okay=False), default=".",
@@ -43,7 +46,7 @@ KEYS_HELP = "Keys: q or Esc quit, f cycles the filter view, space pauses, s save
 @click.option("--summary-json", type=click.Path(dir_okay=False), default=None,
               help="Also write the end-of-run summary as JSON.")
 def live(source, model, headless, output, record, max_frames, filters, view, min_confidence, binarize,
-         threshold, normalizer, min_size, reconnects, snapshot_dir, device, summary_json):
+         threshold, normalizer, min_size, cut_lines, reconnects, snapshot_dir, device, summary_json):
     """Classify handwritten digits in SOURCE: a camera index [default 0], a video file, an image folder or
     a stream URL. Prints a summary (frames, FPS, latency percentiles) at the end."""
     from edgecnn import live as L
@@ -53,7 +56,7 @@ def live(source, model, headless, output, record, max_frames, filters, view, min
                          max_frames=max_frames, filters=tuple(filters), view=view,
                          min_confidence=min_confidence,
                          binarize=binarize, threshold=threshold, min_size=min_size, reconnects=reconnects,
-                         snapshot_dir=snapshot_dir, device=device, detect={"normalizer": normalizer})
+                         snapshot_dir=snapshot_dir, device=device, detect={"normalizer": normalizer, **({} if cut_lines else {"line_length": 0.0})})
     from edgecnn.device import CudaUnavailableError
     from edgecnn.io import ModelFileError
     try:

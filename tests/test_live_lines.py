@@ -126,3 +126,21 @@ def test_digits_on_lined_paper_are_found_as_on_plain_paper(model, mnist_dir, gri
     assert found >= plain - 0.02 * total, f"{found}/{total} found on lined paper, {plain} on plain; misses: {wrong[:10]}"
     assert stray == [], f"detections off the digits: {stray}"
     assert scores["lines kept"][0] < 0.5 * total  # without the cut the lines really do join the digits
+
+
+def test_the_command_line_cuts_lines_unless_told_to_keep_them(mnist_dir, tmp_path):
+    """`edgecnn live --keep-lines` turns the cut off (for a thin straight stroke filling the picture)."""
+    import json
+
+    from test_live_cli import live
+    frames, truth = livevideo.make_frames(mnist_dir, n_frames=3, scene_len=3, seed=2)
+    livevideo.write_folder(tmp_path / "ruled", paper_lines(frames, 32, 0.35, grid=False))
+    model = livevideo.untrained_model(tmp_path / "untrained.ecnn")  # boxes are counted, not labels
+    counts = {}
+    for flag in ("--cut-lines", "--keep-lines"):
+        out = tmp_path / f"{flag}.jsonl"
+        r, _ = live(tmp_path / "ruled", "--headless", "--model", model, "--min-confidence", "0", flag,
+                    "--output", out)
+        assert r.returncode == 0, r.stderr
+        counts[flag] = sum(len(json.loads(line)["detections"]) for line in open(out))
+    assert counts["--cut-lines"] == sum(len(t) for t in truth) and counts["--keep-lines"] == 0, counts
