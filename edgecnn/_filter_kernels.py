@@ -1226,9 +1226,10 @@ def _boxflat(src, W, cn, rowmap, colmap, out, nchunks):
                         q = np.uint16((np.uint32(v) * np.uint32(C1)) >> 16)
                         d[x] = np.uint16((np.uint32(q) * np.uint32(MULHI2)) >> 16)
             for t in range(nt):  # the V values the edge windows read, for the pass below
-                col = tc[t]
-                for r in range(ye - ys):
-                    EV[t, ys - y0 + r] = V[r * WC + col]
+                col = np.uint64(tc[t])  # (unsigned: no negative-index fix-up per value, 1.2 us)
+                base = np.uint64(ys - y0)
+                for r in range(np.uint64(ye - ys)):
+                    EV[np.uint64(t), base + r] = V[r * np.uint64(WC) + col]
             ys = ye
         # each row's first and last h pixels (the line read them across the row ends), all the
         # chunk's rows at once: per row and pixel through the tables, they took 7 of 31 us
