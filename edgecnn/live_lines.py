@@ -10,8 +10,8 @@ How a line is told from a digit stroke:
 * it is long: it runs off the frame and spans ``min_len`` px or more, or it spans FREE_LINE of the
   frame (paper smaller than the view). A digit cannot run off the frame (cut digits are refused
   anyway), and a thin-pen "1" 168 px tall in a 228 px photo spans 0.66 of it;
-* its path may drift one pixel every BLOCK px (paper tilted up to ~18 degrees), go through digits
-  that cross it and skip short gaps (sensor noise).
+* its path may drift one pixel every BLOCK px (paper tilted up to ~18 degrees) and bend, but not
+  kink; it goes through digits that cross it and skips short gaps (sensor noise).
 Where a digit's stroke crosses a line, the ink there is thick across the line's direction, so it
 stays with the digit. Where two grid lines cross, the square between their arms goes too, and so do
 the specks a blurred, tilted line leaves beside the cut.
@@ -24,8 +24,8 @@ import numpy as np
 
 from ._jit import njit
 
-BLOCK = 3  # path cells: a line may move one pixel sideways per BLOCK pixels along it (4: 0 of 360
-           # digits found on paper tilted 15 degrees; 3: 90 %)
+BLOCK = 3  # path cells: a line may move one pixel sideways per BLOCK pixels along it (with 4, none
+           # of 360 digits was found on paper turned 15 degrees)
 GAP = 4    # empty cells a line may skip between thin ones (noise, fading)
 HORIZONTAL, VERTICAL, CROSSING = np.uint8(1), np.uint8(2), np.uint8(4)
 THICK, THIN = np.uint8(1), np.uint8(2)  # path cells: ink a line may pass through, ink it may be
@@ -126,7 +126,7 @@ def line_pixels_cpu(starts, ends, counts, h, w, min_len_h, min_len_v, width, out
     and min_len_v: px that a line running off the frame spans at least (see the module's notes); width:
     the thickest line looked for, px (the cut then follows the lines' measured thickness). The ink
     is the runs (run k of row y is [starts[y, k], ends[y, k])). Per-pixel work is branch-free row
-    arithmetic or limited to the ink: a ruled page costs ~1 ms more than a plain one."""
+    arithmetic or limited to the ink: 0.4 ms a ruled 640x480 page, 0.7 ms a squared one."""
     mask = np.zeros((h, w), np.uint8)
     for y in range(h):
         for k in range(counts[y]):
