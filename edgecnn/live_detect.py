@@ -295,7 +295,8 @@ class DigitDetector:
 
     def warmup(self, shape):
         """Compile every kernel on a dummy frame of ``shape`` holding one digit-like ring (so candidate,
-        normalization and classifier paths all run); returns seconds."""
+        normalization and classifier paths all run) and a ruled line above it (so the paper-line cut
+        compiles too, not on the first page with lines); returns seconds."""
         t = time.perf_counter()
         frame = np.full(shape, 200, np.uint8)
         h, w = shape[:2]
@@ -303,6 +304,7 @@ class DigitDetector:
         y0, x0, t_ = h // 2 - s // 2, w // 2 - s // 3, max(s // 10, 2)
         frame[y0:y0 + s, x0:x0 + 2 * s // 3] = 40
         frame[y0 + t_:y0 + s - t_, x0 + t_:x0 + 2 * s // 3 - t_] = 200
+        frame[max(y0 - max(s // 4, 3), 0)] = 120
         self.process(frame)
         return time.perf_counter() - t
 

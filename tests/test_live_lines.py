@@ -74,6 +74,23 @@ def test_long_means_off_the_frame_or_most_of_it():
     assert (out[~m] == 0).all()
 
 
+def test_warmup_compiles_the_line_cut_too(monkeypatch):
+    """`edgecnn live` compiles its kernels on a dummy frame before the first read; a first page with
+    lines must not stop the stream for the cut's compile."""
+    calls = []
+    real = L.line_pixels_cpu
+    monkeypatch.setattr(L, "line_pixels_cpu", lambda *a: calls.append(1) or real(*a))
+
+    class Uniform:
+        class_names = [str(i) for i in range(10)]
+
+        def predict(self, batch):
+            calls.append("classified")
+            return np.full((len(batch), 10), 0.1, np.float32)
+    DigitDetector(Uniform()).warmup((480, 640, 3))
+    assert calls.count(1) == 1 and "classified" in calls, calls
+
+
 def test_line_settings_are_checked():
     with pytest.raises(ValueError, match="line_length"):
         DetectConfig(line_length=1.5).validate()
