@@ -52,11 +52,14 @@ def live(source, model, headless, output, record, max_frames, filters, view, min
     from edgecnn import live as L
     from edgecnn.live_sources import SourceError
 
+    detect = {"normalizer": normalizer}
+    if not cut_lines:
+        detect["line_length"] = 0.0  # DetectConfig: 0 keeps the paper lines
     opts = L.LiveOptions(source=source, model=model, headless=headless, output=output, record=record,
                          max_frames=max_frames, filters=tuple(filters), view=view,
                          min_confidence=min_confidence,
                          binarize=binarize, threshold=threshold, min_size=min_size, reconnects=reconnects,
-                         snapshot_dir=snapshot_dir, device=device, detect={"normalizer": normalizer, **({} if cut_lines else {"line_length": 0.0})})
+                         snapshot_dir=snapshot_dir, device=device, detect=detect)
     from edgecnn.device import CudaUnavailableError
     from edgecnn.io import ModelFileError
     try:

@@ -81,8 +81,9 @@ def _longest_paths(cells, need, need_free):
     (a digit the line crosses) and skips at most GAP empty cells between THIN ones, and that spans
     >= ``need`` cells and reaches the first or last EDGE cells or its sides' (runs off the frame), or
     spans >= SHORT_LINE cells and runs off it at both ends (a tilted line crossing a corner), or
-    spans >= ``need_free`` cells. Straight: a stroke leaving a line at a shallow angle (the bar of a
-    7 drawn from it) does not inherit the line's length."""
+    spans >= ``need_free`` cells. Straight: a path that kinks (a stroke leaving a line more steeply
+    than the line's own course allows) does not carry the line's length on; one that leaves it at a
+    shallow angle, bending gradually, still does."""
     n, m = cells.shape
     fwd = np.zeros((n, m), np.int32)
     bwd = np.zeros((n, m), np.int32)
